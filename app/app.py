@@ -1,0 +1,246 @@
+"""The HTTP app: `POST /webhook` for Vapi, `GET /healthz`, `GET /metrics`.
+
+The handler reads like the product: read the body, check who sent it, parse, extract the conversation,
+decide, answer. Files are read and the model client is opened in the lifespan, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import __version__
+from .auth import Authenticator, AuthError
+from .catalogue import CatalogueError
+from .conversation import NoConversation
+from .decision import CircuitBreaker, Decision
+from .engine import Clients, ConfigError, Engine, Routing, build_engine, load_routing
+from .logs import LOGGER, event, request_id
+from .metrics import Metrics
+from .payload import TRANSFER_REQUEST, PayloadError, parse_json, parse_transfer_request
+from .prompt import PromptError
+from .recording import Recorder
+from .settings import Settings
+
+JSON_TYPES = ("application/json", "text/json")
+
+
+@dataclass
+class State:
+    settings: Settings
+    routing: Routing
+    metrics: Metrics = field(default_factory=Metrics)
+    breaker: CircuitBreaker | None = None
+    clients: Clients | None = None
+    engine: Engine | None = None
+    stamps: tuple[float, float] = (0.0, 0.0)
+
+
+def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
+    """Build the service. Raises CatalogueError, PromptError or ConfigError before serving anything."""
+    logger = logging.getLogger(LOGGER)
+    routing = routing or load_routing(settings)
+    router_name, why = settings.router_choice()
+    if router_name == "llm" and not settings.llm_configured:
+        raise ConfigError("SWITCHBOARD_ROUTER=llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
+                          "OpenAI-compatible server).")
+    state = State(settings, routing, breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown))
+    state.stamps = _stamps(settings)
+    auth = Authenticator.from_settings(settings)
+    recorder = Recorder(settings.record_dir, settings.record_redact) if settings.record_dir else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.clients = Clients.from_settings(settings) if router_name == "llm" else None
+        state.engine = build_engine(settings, state.routing, state.clients, state.breaker)
+        event(logger, "started", **state.engine.describe(), auth=_auth_mode(settings), version=__version__)
+        if not auth.enabled:
+            event(logger, "no_secret", logging.WARNING,
+                  hint="anyone who can reach this URL can ask for transfers; set SWITCHBOARD_SECRET")
+        if settings.warmup and router_name == "llm":
+            await _warm_up(state.engine, logger)
+        tasks = []
+        if settings.reload_interval > 0:
+            tasks.append(asyncio.create_task(_watch(state, logger)))
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: reload(state, logger, "SIGHUP"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            if state.clients is not None:
+                await state.clients.close()
+
+    async def webhook(request: Request) -> Response:
+        started = time.monotonic()
+        token = request_id.set(request.headers.get("x-request-id") or uuid.uuid4().hex[:16])
+        kind = "invalid"
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            auth.check(request.headers, body, request.method, str(request.url))
+            _check_content_type(request)
+            message = parse_json(body)
+            kind = str(message["type"])
+            if kind != TRANSFER_REQUEST:
+                return _reply(state, kind, 200, {})  # other server messages need only a 2xx
+            transfer = parse_transfer_request(message)
+            engine = state.engine
+            assert engine is not None
+            try:
+                query = engine.query(transfer)
+            except NoConversation as exc:
+                event(logger, "decision", outcome="no_conversation", call_id=transfer.call_id)
+                return _reply(state, kind, 200, {"error": str(exc)})
+            decision = await engine.decider.decide(query, started)
+            fields = _decision_fields(decision, transfer.call_id, transfer, engine)
+            if settings.log_conversations:
+                fields["conversation"] = query.text
+            event(logger, "decision", **fields)
+            state.metrics.observe(decision)
+            task = BackgroundTask(recorder.record, message, decision) if recorder else None
+            return _reply(state, kind, 200, decision.body, task)
+        except AuthError as exc:
+            event(logger, "unauthorized", logging.WARNING, client=request.client.host if request.client else None)
+            return _reply(state, kind, 401, {"error": str(exc)})
+        except PayloadError as exc:
+            event(logger, "bad_request", logging.WARNING, status=exc.status, detail=str(exc)[:200])
+            return _reply(state, kind, exc.status, {"error": str(exc)})
+        finally:
+            request_id.reset(token)
+
+    async def healthz(request: Request) -> Response:
+        engine = state.engine
+        body: dict[str, Any] = {"status": "ok" if engine else "starting", "version": __version__}
+        if engine is not None:
+            body.update(engine.describe())
+            body["breaker"] = state.breaker.state if state.breaker else "off"
+        return JSONResponse(body, status_code=200 if engine else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(state.metrics.render(state.breaker), media_type="text/plain; version=0.0.4")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "not found: POST Vapi webhooks to /webhook"}, status_code=404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "method not allowed: /webhook takes POST"}, status_code=405)
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        logger.error("internal_error", exc_info=exc, extra={"fields": {"path": request.url.path}})
+        return JSONResponse({"error": "internal error; see the service log"}, status_code=500)
+
+    app = Starlette(
+        routes=[Route("/webhook", webhook, methods=["POST"]), Route("/healthz", healthz, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"])],
+        exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
+        lifespan=lifespan,
+    )
+    app.state.switchboard = state
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise PayloadError("Content-Length is not a number.")
+        if int(declared) > limit:
+            raise PayloadError(f"Body is {declared} bytes; the limit is {limit} (SWITCHBOARD_MAX_BODY_BYTES).", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadError(f"Body is over the limit of {limit} bytes (SWITCHBOARD_MAX_BODY_BYTES).", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type")
+    if ctype is None:
+        return  # tolerate a missing type; the body must still be JSON
+    base = ctype.split(";")[0].strip().lower()
+    if base not in JSON_TYPES and not base.endswith("+json"):
+        raise PayloadError(f"Content-Type {base!r} is not JSON; send application/json.", 415)
+
+
+def _reply(state: State, kind: str, status: int, body: dict[str, Any],
+           background: BackgroundTask | None = None) -> Response:
+    state.metrics.requests.labels(kind if status < 400 else "invalid", str(status)).inc()
+    response = JSONResponse(body, status_code=status, background=background)
+    rid = request_id.get()
+    if rid:
+        response.headers["x-request-id"] = rid
+    return response
+
+
+def _decision_fields(decision: Decision, call_id: str | None, transfer: Any, engine: Engine) -> dict[str, Any]:
+    assistant = transfer.assistant
+    return {
+        "call_id": call_id, "assistant": (assistant.name or assistant.id) if assistant else None,
+        "chosen": decision.chosen, "answered": decision.answered, "outcome": decision.outcome,
+        "failure": decision.failure, "rescued_by": decision.rescued_by, "errors": decision.errors or None,
+        "total_ms": round(decision.total_ms, 1), "llm_ms": round(decision.llm_ms, 1),
+        "attempts": decision.attempts, "hedges": decision.hedges, "router": decision.router,
+        "model": decision.model, "score": decision.score, "prompt": engine.routing.prompt.name,
+        "prompt_hash": engine.routing.prompt.hash, "prompt_tokens": decision.prompt_tokens,
+        "completion_tokens": decision.completion_tokens,
+    }
+
+
+def _auth_mode(settings: Settings) -> str:
+    modes = [m for m, on in (("secret", settings.secret), ("hmac", settings.hmac_secret)) if on]
+    return "+".join(modes) or "none"
+
+
+def _stamps(settings: Settings) -> tuple[float, float]:
+    def mtime(path: Any) -> float:
+        try:
+            return float(path.stat().st_mtime_ns)
+        except OSError:
+            return 0.0
+    return mtime(settings.destinations), mtime(settings.prompt)
+
+
+def reload(state: State, logger: logging.Logger, why: str) -> bool:
+    """Swap in a freshly loaded catalogue and prompt, atomically; a broken file leaves the old ones in force."""
+    state.stamps = _stamps(state.settings)
+    try:
+        routing = load_routing(state.settings)
+        engine = build_engine(state.settings, routing, state.clients, state.breaker)
+    except (CatalogueError, PromptError, ConfigError) as exc:
+        event(logger, "reload_failed", logging.ERROR, why=why, error=str(exc), kept=state.routing.prompt.hash)
+        return False
+    state.routing, state.engine = routing, engine
+    event(logger, "reloaded", why=why, **engine.describe())
+    return True
+
+
+async def _watch(state: State, logger: logging.Logger) -> None:
+    while True:
+        await asyncio.sleep(state.settings.reload_interval)
+        if _stamps(state.settings) != state.stamps:
+            reload(state, logger, "file changed")
+
+
+async def _warm_up(engine: Engine, logger: logging.Logger) -> None:
+    from .payload import TransferRequest
+
+    sample = TransferRequest.model_validate({"type": TRANSFER_REQUEST, "artifact": {"messages": [
+        {"role": "user", "message": "Hello, I have a question.", "time": 0, "endTime": 0, "secondsFromStart": 0}]}})
+    decision = await engine.decide(sample)
+    event(logger, "warmed_up", outcome=decision.outcome, total_ms=round(decision.total_ms, 1))

@@ -1,0 +1,205 @@
+"""The catalogue of allowed destinations (`destinations.json`): loading and validation.
+
+A broken catalogue must stop start-up with a message naming the entry and the field, because the
+alternative is a caller transferred to the wrong place, or nowhere, at run time.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+NONE = "none"  # the router's answer when no destination fits; reserved
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+KINDS = {"number": "TransferDestinationNumber", "sip": "TransferDestinationSip",
+         "assistant": "TransferDestinationAssistant"}
+
+
+class CatalogueError(Exception):
+    """The catalogue cannot be used; the message names the file, the entry and the field."""
+
+
+class _EntryModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    description: str = Field(min_length=1)
+    examples: list[str] = Field(default_factory=list)
+    destination: dict[str, Any]
+
+
+class _FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    destinations: list[_EntryModel] = Field(min_length=1)
+    fallback: str | None = None
+    assistants: dict[str, list[str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str
+    description: str
+    examples: tuple[str, ...]
+    destination: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.destination["type"])
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    entries: tuple[Entry, ...]
+    fallback: str | None = None
+    assistants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    source: str = "destinations.json"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {e.id: e for e in self.entries})
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(e.id for e in self.entries)
+
+    def get(self, entry_id: str) -> Entry | None:
+        return self._by_id.get(entry_id)  # type: ignore[attr-defined, no-any-return]
+
+    def allowed_for(self, assistant_id: str | None, assistant_name: str | None) -> tuple[str, ...]:
+        """The ids this voice assistant may transfer to, in catalogue order."""
+        for key in (assistant_id, assistant_name):
+            if key and key in self.assistants:
+                return self.assistants[key]
+        return self.ids
+
+    def subsets(self) -> set[tuple[str, ...]]:
+        """Every distinct allowed set, so prompts and schemas can be built once per catalogue."""
+        return {self.ids, *self.assistants.values()}
+
+
+@cache
+def _vapi_schemas() -> dict[str, Any]:
+    text = resources.files("app").joinpath("data/vapi_destinations.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def _strict(node: Any) -> Any:
+    """Forbid unknown keys wherever Vapi lists an object's properties: Vapi silently ignores a typo such as
+    `trasferPlan`, which would turn a warm transfer into a blind one."""
+    if isinstance(node, dict):
+        out = {k: _strict(v) for k, v in node.items()}
+        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_strict(x) for x in node]
+    return node
+
+
+@cache
+def _validator(kind: str) -> jsonschema.protocols.Validator:
+    bundle = copy.deepcopy(_vapi_schemas())
+    bundle["$defs"] = _strict(bundle["$defs"])
+    schema = {"$defs": bundle["$defs"], "$ref": f"#/$defs/{KINDS[kind]}"}
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls(schema)  # type: ignore[no-any-return]
+
+
+def _destination_problem(dest: dict[str, Any]) -> str | None:
+    kind = dest.get("type")
+    if kind not in KINDS:
+        return f"destination.type: must be one of {sorted(KINDS)}, got {kind!r}"
+    errors = sorted(_validator(str(kind)).iter_errors(dest), key=lambda e: list(e.absolute_path))
+    for err in errors:
+        path = ".".join(str(p) for p in err.absolute_path)
+        where = f"destination.{path}" if path else "destination"
+        if err.validator == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in known] if isinstance(err.instance, dict) else []
+            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else repr(k)
+                     for k in extra]
+            return f"{where}: unknown field {', '.join(hints)}; Vapi would silently ignore it"
+        return f"{where}: {err.message}"
+    if kind == "number" and dest.get("numberE164CheckEnabled", True) and not E164.match(str(dest["number"])):
+        return (f"destination.number: {dest['number']!r} is not E.164 (like +14155550142); "
+                "fix it, or set \"numberE164CheckEnabled\": false for a non-E.164 number")
+    return None
+
+
+def parse(data: Any, source: str = "destinations.json") -> Catalogue:
+    try:
+        model = _FileModel.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = list(err["loc"])
+        where = _describe(data, loc)
+        raise CatalogueError(f"{source}: {where}: {err['msg']}") from None
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(model.destinations):
+        label = f"destinations[{i}] (id {raw.id!r})"
+        if not ID_PATTERN.match(raw.id):
+            raise CatalogueError(f"{source}: destinations[{i}].id: {raw.id!r} must be lowercase letters, digits, "
+                                 "'_' or '-' (at most 64), starting with a letter or digit")
+        if raw.id == NONE:
+            raise CatalogueError(f"{source}: {label}: id 'none' is reserved for 'no suitable destination'")
+        if raw.id in seen:
+            raise CatalogueError(f"{source}: {label}: id is used twice; ids must be unique")
+        seen.add(raw.id)
+        if not raw.description.strip():
+            raise CatalogueError(f"{source}: {label}: description is empty; the router reads it to choose")
+        problem = _destination_problem(raw.destination)
+        if problem:
+            raise CatalogueError(f"{source}: {label}: {problem}")
+        examples = tuple(x.strip() for x in raw.examples if x.strip())
+        entries.append(Entry(raw.id, raw.description.strip(), examples, raw.destination))
+    if model.fallback is not None and model.fallback not in seen:
+        raise CatalogueError(f"{source}: fallback: {model.fallback!r} is not the id of any destination "
+                             f"(ids: {', '.join(sorted(seen))})")
+    assistants: dict[str, tuple[str, ...]] = {}
+    for key, ids in (model.assistants or {}).items():
+        if not ids:
+            raise CatalogueError(f"{source}: assistants[{key!r}]: the list is empty; remove the key to allow all")
+        unknown = [x for x in ids if x not in seen]
+        if unknown:
+            raise CatalogueError(f"{source}: assistants[{key!r}]: unknown destination id(s) {unknown}")
+        order = [e.id for e in entries if e.id in set(ids)]
+        assistants[key] = tuple(order)
+    return Catalogue(tuple(entries), model.fallback, assistants, source)
+
+
+def _describe(data: Any, loc: list[Any]) -> str:
+    """Turn a pydantic location into 'destinations[2] (id 'billing').description'."""
+    if len(loc) >= 2 and loc[0] == "destinations" and isinstance(loc[1], int):
+        try:
+            entry_id = data["destinations"][loc[1]].get("id")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            entry_id = None
+        head = f"destinations[{loc[1]}]" + (f" (id {entry_id!r})" if isinstance(entry_id, str) else "")
+        rest = ".".join(str(p) for p in loc[2:])
+        return f"{head}.{rest}" if rest else head
+    return ".".join(str(p) for p in loc) or "top level"
+
+
+def load(path: Path) -> Catalogue:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogueError(f"{path}: file not found; set SWITCHBOARD_DESTINATIONS or create it "
+                             "(see README, 'The catalogue')") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogueError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CatalogueError(f"{path}: not valid JSON: {exc}") from None
+    return parse(data, str(path))

@@ -1,0 +1,207 @@
+"""The decision: time budget, retries, validation and the failure policy, all in this one place.
+
+Whatever the router does, hanging included, `decide` returns within the budget: the router gets the
+budget minus a small reserve (for the offline rescue and writing the answer), and anything it has not
+finished by then is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from .catalogue import NONE, Catalogue
+from .offline_router import OfflineRouter
+from .router import Choice, InvalidAnswer, ModelError, Query, Router
+
+RESERVE_S = 0.05  # kept back from the router for the rescue path and the response itself
+MIN_ATTEMPT_S = 0.15  # no point starting an attempt with less time than this
+NO_MATCH = "no suitable destination"
+
+
+@dataclass
+class Decision:
+    outcome: str  # routed | no_match | timeout | llm_error | invalid_answer | fallback
+    body: dict[str, Any]
+    router: str
+    chosen: str | None = None  # the router's validated answer (an id or "none"); None when it failed
+    answered: str | None = None  # the catalogue id whose destination the answer carries
+    failure: str | None = None  # what went wrong, when the router failed
+    rescued_by: str | None = None  # "offline" or "fallback"
+    attempts: int = 0
+    hedges: int = 0
+    model: str | None = None
+    score: float | None = None
+    reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_ms: float = 0.0
+    llm_ms: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class CircuitBreaker:
+    """After `failures` consecutive model failures, stop calling the model for `cooldown` seconds, then let
+    one probe through; its result closes or reopens the circuit."""
+
+    def __init__(self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures, self.cooldown, self.clock = failures, cooldown, clock
+        self.consecutive = 0
+        self.opened_at: float | None = None
+        self.probing = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if self.clock() - self.opened_at >= self.cooldown else "open"
+
+    def allow(self) -> bool:
+        if self.failures <= 0 or self.opened_at is None:
+            return True
+        if self.state == "half_open" and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.consecutive, self.opened_at, self.probing = 0, None, False
+
+    def failure(self) -> None:
+        self.consecutive += 1
+        if self.failures > 0 and (self.probing or self.consecutive >= self.failures):
+            self.opened_at, self.probing = self.clock(), False
+
+
+@dataclass
+class Decider:
+    catalogue: Catalogue
+    router: Router
+    timeout: float
+    max_attempts: int = 3
+    on_failure: str = "error"  # error | fallback | offline
+    offline: OfflineRouter | None = None
+    breaker: CircuitBreaker | None = None
+
+    def answer_for(self, entry_id: str) -> dict[str, Any]:
+        entry = self.catalogue.get(entry_id)
+        if entry is None:  # cannot happen after validation; refuse rather than answer something invented
+            raise InvalidAnswer("id not in catalogue")
+        return {"destination": entry.destination}
+
+    async def decide(self, query: Query, started: float | None = None) -> Decision:
+        started = time.monotonic() if started is None else started
+        deadline = started + self.timeout - RESERVE_S
+        decision = Decision(outcome="routed", body={}, router=self.router.name, model=self.router.model)
+        try:
+            if self.breaker is not None and self.router.name == "llm" and not self.breaker.allow():
+                raise ModelError("breaker_open", "circuit breaker open after repeated failures", retryable=False)
+            async with asyncio.timeout_at(_loop_deadline(deadline)):
+                choice = await self._with_retries(query, deadline, decision)
+        except TimeoutError:
+            self._fail(decision, "timeout", "timeout")
+        except InvalidAnswer as exc:
+            self._fail(decision, "invalid_answer", exc.kind)
+        except ModelError as exc:
+            self._fail(decision, "llm_error", exc.kind)
+        else:
+            self._accept(decision, choice)
+        if decision.failure is not None:
+            self._rescue(decision, query)
+        decision.total_ms = (time.monotonic() - started) * 1000
+        return decision
+
+    async def _with_retries(self, query: Query, deadline: float, decision: Decision) -> Choice:
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, ModelError) and exc.retryable
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return deadline - time.monotonic() - (state.upcoming_sleep or 0) < MIN_ATTEMPT_S
+
+        retrying = AsyncRetrying(retry=retry_if_exception(retryable),
+                                 stop=stop_after_attempt(self.max_attempts) | out_of_time,
+                                 wait=_backoff, reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                decision.attempts += 1
+                t0 = time.monotonic()
+                try:
+                    choice = await self.router.choose(query, deadline - t0)
+                    self._validate(choice, query)
+                except ModelError as exc:
+                    decision.errors.append(exc.kind)
+                    if self.breaker is not None and self.router.name == "llm" and not isinstance(exc, InvalidAnswer):
+                        self.breaker.failure()
+                    raise
+                finally:
+                    decision.llm_ms += (time.monotonic() - t0) * 1000
+                if self.breaker is not None and self.router.name == "llm":
+                    self.breaker.success()
+                return choice
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    @staticmethod
+    def _validate(choice: Choice, query: Query) -> None:
+        if choice.destination != NONE and choice.destination not in query.allowed:
+            raise InvalidAnswer("answer is not an allowed id")
+
+    def _accept(self, decision: Decision, choice: Choice) -> None:
+        decision.chosen = choice.destination
+        decision.score, decision.reason = choice.score, choice.reason
+        decision.prompt_tokens += choice.prompt_tokens
+        decision.completion_tokens += choice.completion_tokens
+        decision.hedges += int(choice.hedged)
+        decision.model = choice.model or decision.model
+        if choice.destination == NONE:
+            decision.outcome = "no_match"
+            if self.catalogue.fallback:
+                decision.answered = self.catalogue.fallback
+                decision.body = self.answer_for(self.catalogue.fallback)
+            else:
+                decision.body = {"error": NO_MATCH}
+        else:
+            decision.answered = choice.destination
+            decision.body = self.answer_for(choice.destination)
+
+    def _fail(self, decision: Decision, outcome: str, kind: str) -> None:
+        decision.outcome, decision.failure = outcome, kind
+
+    def _rescue(self, decision: Decision, query: Query) -> None:
+        """The failure policy: the offline router's confident choice, then the catalogue's fallback, else an
+        error that says what happened."""
+        if self.on_failure == "offline" and self.offline is not None and self.router is not self.offline:
+            best, confidence, _ = self.offline.rank(query)
+            if confidence >= self.offline.threshold and best in query.allowed:
+                decision.outcome, decision.rescued_by = "fallback", "offline"
+                decision.chosen, decision.answered, decision.score = best, best, round(confidence, 4)
+                decision.body = self.answer_for(best)
+                return
+        if self.catalogue.fallback:
+            decision.outcome, decision.rescued_by = "fallback", "fallback"
+            decision.answered = self.catalogue.fallback
+            decision.body = self.answer_for(self.catalogue.fallback)
+            return
+        reasons = {"timeout": "routing timed out", "invalid_answer": "routing model gave no valid destination"}
+        decision.body = {"error": reasons.get(decision.outcome, "routing model unavailable")}
+
+
+def _loop_deadline(deadline: float) -> float:
+    """Convert a time.monotonic() deadline to the event loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())
+
+
+def _backoff(state: RetryCallState) -> float:
+    """Jittered exponential backoff; a 429's Retry-After when given (the stop rule drops it if it won't fit)."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, ModelError) and exc.retry_after is not None:
+        return exc.retry_after
+    if isinstance(exc, InvalidAnswer):
+        return 0.0  # a bad answer is not load: ask again at once
+    return random.uniform(0, min(0.4, 0.05 * 2 ** state.attempt_number))

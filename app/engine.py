@@ -1,0 +1,123 @@
+"""Builds the routing engine from settings: catalogue, prompt, routers and the decider, ready to use.
+
+The service, `switchboard route` and `switchboard eval` all build it here, so they run the same code.
+Files are read here (start-up, reload); nothing is read per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from . import catalogue as catalogue_mod
+from . import prompt as prompt_mod
+from .catalogue import Catalogue, CatalogueError
+from .conversation import extract, render
+from .decision import CircuitBreaker, Decider, Decision
+from .llm_router import Endpoint, LLMRouter
+from .offline_router import OfflineRouter
+from .payload import TransferRequest
+from .prompt import CompiledPrompt, Prompt
+from .router import Query, Router
+from .settings import Settings
+
+
+class ConfigError(Exception):
+    """The settings cannot work together; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What is read from files: replaced as a whole on reload."""
+
+    catalogue: Catalogue
+    prompt: Prompt
+    compiled: dict[tuple[str, ...], CompiledPrompt]
+
+
+def load_routing(settings: Settings) -> Routing:
+    catalogue = catalogue_mod.load(settings.destinations)
+    if settings.on_llm_failure == "fallback" and not catalogue.fallback:
+        raise CatalogueError(f"{settings.destinations}: fallback: SWITCHBOARD_ON_LLM_FAILURE=fallback needs a "
+                             "top-level \"fallback\" id in the catalogue")
+    prompt = prompt_mod.load(settings.prompt)
+    return Routing(catalogue, prompt, prompt_mod.compile_all(prompt, catalogue))
+
+
+def make_client(settings: Settings, base_url: str | None = None) -> openai.AsyncOpenAI:
+    """One client for the app's lifetime. The SDK's own retries are off: the decider owns the retry policy."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    url = base_url or settings.openai_base_url
+    if key is None and url is None:
+        raise ConfigError("The LLM router needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
+                          "OpenAI-compatible server); or set SWITCHBOARD_ROUTER=offline.")
+    # Local servers (vLLM, Ollama, llama.cpp) take any key; the client insists on one.
+    return openai.AsyncOpenAI(api_key=key or "unused", base_url=url, max_retries=0, timeout=settings.timeout)
+
+
+@dataclass
+class Clients:
+    primary: openai.AsyncOpenAI
+    secondary: openai.AsyncOpenAI | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Clients:
+        secondary = make_client(settings, settings.fallback_base_url) if settings.fallback_base_url else None
+        return cls(make_client(settings), secondary)
+
+    async def close(self) -> None:
+        await self.primary.close()
+        if self.secondary is not None:
+            await self.secondary.close()
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    routing: Routing
+    router: Router
+    offline: OfflineRouter
+    decider: Decider
+    why: str
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.routing.catalogue
+
+    def query(self, request: TransferRequest) -> Query:
+        """Raises NoConversation when the request has no caller words."""
+        conversation = extract(request, include_system_prompt=self.settings.include_system_prompt)
+        assistant = request.assistant
+        allowed = self.catalogue.allowed_for(assistant.id if assistant else None,
+                                             assistant.name if assistant else None)
+        return Query(conversation, render(conversation, self.settings.conversation_chars), allowed)
+
+    async def decide(self, request: TransferRequest, started: float | None = None) -> Decision:
+        return await self.decider.decide(self.query(request), started)
+
+    def describe(self) -> dict[str, Any]:
+        return {"router": self.router.name, "why": self.why, "model": self.router.model,
+                "prompt": self.routing.prompt.name, "prompt_hash": self.routing.prompt.hash,
+                "destinations": len(self.catalogue.entries)}
+
+
+def build_engine(settings: Settings, routing: Routing, clients: Clients | None,
+                 breaker: CircuitBreaker | None = None, router_name: str | None = None) -> Engine:
+    name, why = (router_name, f"--router {router_name}") if router_name else settings.router_choice()
+    offline = OfflineRouter.for_catalogue(routing.catalogue, settings.offline_threshold)
+    router: Router
+    if name == "llm":
+        if clients is None:
+            raise ConfigError("The LLM router needs a model client: set OPENAI_API_KEY or OPENAI_BASE_URL.")
+        secondary = None
+        if settings.fallback_model or clients.secondary is not None:
+            secondary = Endpoint(clients.secondary or clients.primary, settings.fallback_model or settings.model)
+        router = LLMRouter(Endpoint(clients.primary, settings.model), routing.prompt, routing.compiled,
+                           settings.output_mode, settings.hedge_delay, secondary)
+    else:
+        router = offline
+    decider = Decider(routing.catalogue, router, settings.timeout, settings.max_attempts,
+                      settings.on_llm_failure, offline, breaker)
+    return Engine(settings, routing, router, offline, decider, why)

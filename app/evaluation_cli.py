@@ -1,0 +1,6 @@
+import click
+
+
+@click.command("eval")
+def eval_command() -> None:
+    """(being written)"""

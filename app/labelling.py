@@ -1,0 +1,6 @@
+import click
+
+
+@click.command("label")
+def label_command() -> None:
+    """(being written)"""

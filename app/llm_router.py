@@ -1,0 +1,212 @@
+"""The LLM router: one structured-output chat completion picks an id from the allowed set.
+
+The model only ever names an id. Anything else it writes (a phone number, a refusal, prose, malformed
+JSON) is an InvalidAnswer; numbers and URIs come from the catalogue alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .catalogue import NONE
+from .prompt import CompiledPrompt, Prompt
+from .router import Choice, InvalidAnswer, ModelError, Query
+
+MODES = ("json_schema", "json_object", "text")
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_REFUSED_FORMAT = re.compile(r"response_format|json_schema|json_object|structured|grammar|not supported",
+                             re.IGNORECASE)
+
+
+class ModelAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    destination: str
+    reason: str | None = None
+
+
+@dataclass
+class Endpoint:
+    client: openai.AsyncOpenAI
+    model: str
+
+
+@dataclass
+class LLMRouter:
+    primary: Endpoint
+    prompt: Prompt
+    compiled: dict[tuple[str, ...], CompiledPrompt]
+    output_mode: str = "auto"
+    hedge_delay: float = 0.0
+    secondary: Endpoint | None = None  # where the hedged request goes; default the primary
+    name: str = "llm"
+    _mode: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._mode = "json_schema" if self.output_mode == "auto" else self.output_mode
+
+    @property
+    def model(self) -> str:
+        return self.primary.model
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    async def choose(self, query: Query, timeout: float) -> Choice:
+        compiled = self.compiled[query.allowed]
+        messages = compiled.messages(query.text, query.conversation.hint)
+        if self.hedge_delay <= 0 or timeout <= self.hedge_delay:
+            return await self._once(self.primary, compiled, messages, timeout)
+        return await self._hedged(compiled, messages, timeout)
+
+    async def _hedged(self, compiled: CompiledPrompt, messages: list[dict[str, str]], timeout: float) -> Choice:
+        """Send one more identical request if the first is slow; the first valid answer wins."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.ensure_future(self._once(self.primary, compiled, messages, timeout))
+        tasks: set[asyncio.Future[Choice]] = {first}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=self.hedge_delay)
+            if not done:
+                second = asyncio.ensure_future(self._once(self.secondary or self.primary, compiled, messages,
+                                                          timeout - (loop.time() - started)))
+                tasks.add(second)
+            error: BaseException | None = None
+            while tasks:
+                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        choice = task.result()
+                        if task is not first:
+                            choice = dataclasses.replace(choice, hedged=True)
+                        return choice
+                    error = error or exc
+            assert error is not None
+            raise error
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _once(self, endpoint: Endpoint, compiled: CompiledPrompt, messages: list[dict[str, str]],
+                    timeout: float) -> Choice:
+        while True:
+            mode = self._mode
+            try:
+                response = await endpoint.client.chat.completions.create(
+                    **self._request(endpoint.model, compiled, messages, mode), timeout=max(timeout, 0.001))
+            except openai.BadRequestError as exc:
+                if self.output_mode == "auto" and mode != "text" and _REFUSED_FORMAT.search(str(exc)):
+                    # The server does not do this kind of structured output: step down for good, try again.
+                    self._mode = MODES[MODES.index(mode) + 1]
+                    continue
+                raise ModelError("bad_request", _short(exc), retryable=False) from None
+            except openai.APIError as exc:
+                raise _classify(exc) from None
+            except (json.JSONDecodeError, ValueError, TypeError) as exc:
+                raise ModelError("bad_response", f"unreadable response: {_short(exc)}", retryable=True) from None
+            return self._parse(response, compiled, mode, endpoint.model)
+
+    def _request(self, model: str, compiled: CompiledPrompt, messages: list[dict[str, str]],
+                 mode: str) -> dict[str, Any]:
+        header = self.prompt.header
+        request: dict[str, Any] = {"model": model, "max_tokens": header.max_tokens, "n": 1}
+        if header.temperature is not None:
+            request["temperature"] = header.temperature
+        if mode == "json_schema":
+            request["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "transfer_choice", "strict": True, "schema": compiled.schema}}
+            request["messages"] = messages
+        else:
+            keys = '{"reason": "...", "destination": "<id>"}' if header.reason else '{"destination": "<id>"}'
+            shape = f"Answer with JSON only, exactly {keys}." if mode == "json_object" else \
+                "Answer with the id alone."
+            note = f"\n\n{shape} The id must be one of: {', '.join(compiled.schema['properties']['destination']['enum'])}."
+            request["messages"] = [messages[0], {"role": "user", "content": messages[1]["content"] + note}]
+            if mode == "json_object":
+                request["response_format"] = {"type": "json_object"}
+        return request
+
+    def _parse(self, response: Any, compiled: CompiledPrompt, mode: str, model: str) -> Choice:
+        usage = getattr(response, "usage", None)
+        tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                  "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            raise InvalidAnswer("the response has no choices")
+        message = choices[0].message
+        if getattr(message, "refusal", None):
+            raise InvalidAnswer("the model refused")
+        content = (message.content or "").strip()
+        allowed = (*compiled.allowed, NONE)
+        if mode == "text":
+            destination, reason = _id_from_text(content, allowed), None
+        else:
+            answer = _answer_from_json(content)
+            destination, reason = answer.destination.strip(), answer.reason
+        if destination not in allowed:
+            raise InvalidAnswer(f"answer is not an allowed id ({len(destination)} chars)")
+        return Choice(destination=destination, reason=reason, model=model, **tokens)
+
+
+def _answer_from_json(content: str) -> ModelAnswer:
+    fenced = _FENCE.match(content)
+    if fenced:
+        content = fenced.group(1)
+    try:
+        return ModelAnswer.model_validate_json(content)
+    except ValidationError:
+        raise InvalidAnswer("answer is not JSON with a string 'destination'") from None
+
+
+def _id_from_text(content: str, allowed: tuple[str, ...]) -> str:
+    cleaned = content.strip().strip("`'\".").lower()
+    if cleaned in allowed:
+        return cleaned
+    mentioned = {a for a in allowed if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", content.lower())}
+    if len(mentioned) == 1:
+        return mentioned.pop()
+    raise InvalidAnswer("text answer does not name exactly one allowed id")
+
+
+def _classify(exc: openai.APIError) -> ModelError:
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelError("timeout", "the model did not answer in time", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelError("connection", _short(exc), retryable=True)
+    if isinstance(exc, openai.RateLimitError):
+        return ModelError("rate_limited", _short(exc), retryable=True, retry_after=_retry_after(exc))
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status >= 500:
+            return ModelError("server_error", f"HTTP {status}", retryable=True)
+        if status in (401, 403):
+            return ModelError("auth", f"HTTP {status}: check OPENAI_API_KEY", retryable=False)
+        if status == 404:
+            return ModelError("not_found", f"HTTP 404: check SWITCHBOARD_MODEL and OPENAI_BASE_URL", retryable=False)
+        return ModelError("http_error", f"HTTP {status}", retryable=status in (408, 409))
+    return ModelError("bad_response", _short(exc), retryable=True)
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                return None
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]

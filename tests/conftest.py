@@ -1,0 +1,149 @@
+"""Shared fixtures: a fake model on loopback, a temp catalogue, and the real app served over real HTTP.
+
+Every answer any test gets from /webhook is validated against Vapi's
+ServerMessageResponseTransferDestinationRequest schema (tests/data, extracted from Vapi's openapi.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import jsonschema
+import pytest
+
+from app.app import create_app
+from app.settings import Settings
+from tests.fake_openai import FakeOpenAI, ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((Path(__file__).parent / "data/vapi_transfer_response.json").read_text())
+ANSWER_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+ANSWERS_CHECKED: list[int] = [0]
+
+
+def assert_valid_answer(body: Any) -> None:
+    errors = list(ANSWER_VALIDATOR.iter_errors(body))
+    assert not errors, f"answer not valid for Vapi: {errors[0].message} in {body}"
+    assert set(body) <= {"destination", "message", "error"}, f"unexpected top-level keys in {body}"
+    ANSWERS_CHECKED[0] += 1
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's environment or talks to a real model."""
+    for var in list(__import__("os").environ):
+        if var.startswith(("SWITCHBOARD_", "OPENAI_")):
+            monkeypatch.delenv(var)
+
+
+@pytest.fixture
+def catalogue_path(tmp_path: Path) -> Path:
+    path = tmp_path / "destinations.json"
+    shutil.copy(ROOT / "destinations.json", path)
+    return path
+
+
+@pytest.fixture
+def prompt_path(tmp_path: Path) -> Path:
+    path = tmp_path / "route.md"
+    shutil.copy(ROOT / "prompts/route.md", path)
+    return path
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+class Service:
+    """The real app, served by uvicorn on loopback, and an HTTP client for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.thread = ServerThread(self.app)
+        self.thread.start()
+        self.client = httpx2.Client(base_url=self.thread.url, timeout=30)
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.switchboard
+
+    def post(self, body: Any, *, headers: dict[str, str] | None = None, raw: bytes | None = None) -> httpx2.Response:
+        content = raw if raw is not None else json.dumps(body).encode()
+        hdrs = {"content-type": "application/json", **(headers or {})}
+        response = self.client.post("/webhook", content=content, headers=hdrs)
+        assert "traceback" not in response.text.lower()
+        if response.headers.get("content-type", "").startswith("application/json"):
+            assert_valid_answer(response.json())
+        return response
+
+    def close(self) -> None:
+        self.client.close()
+        self.thread.stop()
+
+
+@pytest.fixture
+def service_factory(catalogue_path: Path, prompt_path: Path) -> Iterator[Any]:
+    started: list[Service] = []
+
+    def start(**overrides: Any) -> Service:
+        values: dict[str, Any] = {"destinations": catalogue_path, "prompt": prompt_path, "reload_interval": 0,
+                                  "hedge_delay": 0}
+        values.update(overrides)
+        service = Service(Settings(**values))
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.close()
+
+
+@pytest.fixture
+def llm_service(service_factory: Any, fake: FakeOpenAI) -> Any:
+    """The service with the LLM router pointed at the fake model."""
+
+    def start(**overrides: Any) -> Service:
+        return service_factory(openai_base_url=fake.base_url, openai_api_key="test-key", **overrides)
+
+    return start
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def log_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record the service logs during the test (the service logs from its server thread)."""
+    logger = logging.getLogger("switchboard")
+    handler = _ListHandler()
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    yield handler.records
+    logger.removeHandler(handler)
+    logger.setLevel(old)
+
+
+def decision_logs(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
+    return [dict(r.fields) for r in records if r.getMessage() == "decision"]  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if ANSWERS_CHECKED[0]:
+        print(f"\n{ANSWERS_CHECKED[0]} webhook answers validated against Vapi's response schema")

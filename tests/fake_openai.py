@@ -1,0 +1,181 @@
+"""A fake OpenAI-compatible chat-completions server on loopback, scriptable per test.
+
+It is a real HTTP server (uvicorn in a thread), so the tests exercise the real `openai` client, its HTTP
+stack, timeouts and error mapping. Each request takes the next scripted Behaviour from the queue, else
+asks `policy` (a function of the request), else uses `default`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    kind: str = "answer"  # answer | content | status | hang | malformed | refusal | no_json_schema
+    destination: str | None = None  # for "answer": the id to answer (None: the first allowed id)
+    content: str = ""  # for "content": the raw message content
+    latency: float = 0.0
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def answer(destination: str | None = None, latency: float = 0.0, reason: str | None = None) -> Behaviour:
+    return Behaviour("answer", destination=destination, latency=latency, reason=reason)
+
+
+def content(text: str, latency: float = 0.0) -> Behaviour:
+    return Behaviour("content", content=text, latency=latency)
+
+
+def status(code: int, latency: float = 0.0, headers: dict[str, str] | None = None) -> Behaviour:
+    return Behaviour("status", status=code, latency=latency, headers=headers or {})
+
+
+HANG = Behaviour("hang")
+MALFORMED = Behaviour("malformed")
+REFUSAL = Behaviour("refusal")
+
+
+def allowed_ids(request: dict[str, Any]) -> list[str]:
+    """The enum the service sent, or the ids listed in a json_object/text prompt."""
+    fmt = request.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return list(fmt["json_schema"]["schema"]["properties"]["destination"]["enum"])
+    text = request["messages"][-1]["content"]
+    marker = "The id must be one of: "
+    if marker in text:
+        return [x.strip() for x in text.split(marker, 1)[1].rstrip(".").split(",")]
+    return []
+
+
+def completion(content_text: str | None, model: str, refusal: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": content_text, "refusal": refusal}}],
+        "usage": {"prompt_tokens": 321, "completion_tokens": 7, "total_tokens": 328},
+    }
+
+
+class FakeOpenAI:
+    def __init__(self, default: Behaviour | None = None, json_schema_supported: bool = True) -> None:
+        self.default = default or answer()
+        self.policy: Callable[[dict[str, Any]], Behaviour] | None = None
+        self.json_schema_supported = json_schema_supported
+        self.requests: list[dict[str, Any]] = []
+        self.keep_history = True
+        self._queue: collections.deque[Behaviour] = collections.deque()
+        self._lock = threading.Lock()
+        self.server = ServerThread(self.app())
+
+    # -- scripting -----------------------------------------------------------------
+    def script(self, *behaviours: Behaviour) -> None:
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def _next(self, request: dict[str, Any]) -> Behaviour:
+        with self._lock:
+            if self.keep_history:
+                self.requests.append(request)
+            if self._queue:
+                return self._queue.popleft()
+        return self.policy(request) if self.policy else self.default
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    # -- the HTTP side -------------------------------------------------------------------
+    def app(self) -> Starlette:
+        async def chat(request: Request) -> Response:
+            body = json.loads(await request.body())
+            behaviour = self._next(body)
+            if behaviour.latency:
+                await asyncio.sleep(behaviour.latency)
+            model = body.get("model", "fake")
+            fmt = (body.get("response_format") or {}).get("type")
+            if not self.json_schema_supported and fmt == "json_schema":
+                return JSONResponse({"error": {"message": "response_format json_schema is not supported",
+                                               "type": "invalid_request_error"}}, status_code=400)
+            if behaviour.kind == "hang":
+                await asyncio.sleep(3600)
+            if behaviour.kind == "status":
+                return JSONResponse({"error": {"message": f"injected {behaviour.status}", "type": "server_error"}},
+                                    status_code=behaviour.status, headers=behaviour.headers)
+            if behaviour.kind == "malformed":
+                return PlainTextResponse('{"id": "chatcmpl-fake", "choices": [', media_type="application/json")
+            if behaviour.kind == "refusal":
+                return JSONResponse(completion(None, model, refusal="I can't help with that."))
+            if behaviour.kind == "content":
+                return JSONResponse(completion(behaviour.content, model))
+            ids = allowed_ids(body)
+            chosen = behaviour.destination or (ids[0] if ids else "none")
+            if fmt in ("json_schema", "json_object"):
+                payload: dict[str, Any] = {"destination": chosen}
+                if behaviour.reason is not None:
+                    payload = {"reason": behaviour.reason, **payload}
+                text = json.dumps(payload)
+            else:
+                text = chosen
+            return JSONResponse(completion(text, model))
+
+        return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+class ServerThread:
+    """Serve an ASGI app with uvicorn on a loopback port, in a background thread."""
+
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self.app = app
+        self.port = port
+        self._thread: threading.Thread | None = None
+        self._server: uvicorn.Server | None = None
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="critical", access_log=False, lifespan="auto",
+                                timeout_graceful_shutdown=0, backlog=2048, timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
