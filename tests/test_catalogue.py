@@ -1,0 +1,85 @@
+"""A broken catalogue refuses to load, naming the entry and the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from app.catalogue import CatalogueError, load, parse
+from tests.conftest import ROOT
+
+SAMPLE = json.loads((ROOT / "destinations.json").read_text())
+
+
+def broken(mutate):
+    data = copy.deepcopy(SAMPLE)
+    mutate(data)
+    return data
+
+
+def test_sample_catalogue_loads_with_all_three_kinds():
+    cat = parse(SAMPLE)
+    assert 6 <= len(cat.entries) <= 10
+    assert {e.kind for e in cat.entries} == {"number", "sip", "assistant"}
+    assert cat.fallback == "front_desk"
+    assert cat.allowed_for(None, "Brightline Sales Line") == ("billing", "sales", "spanish", "front_desk")
+    assert cat.allowed_for("someone-else", None) == cat.ids
+
+
+@pytest.mark.parametrize(("mutate", "words"), [
+    (lambda d: d["destinations"][1]["destination"].update(number="4155550177"),
+     "destinations[1] (id 'tech_support'): destination.number: '4155550177' is not E.164"),
+    (lambda d: d["destinations"][0]["destination"].update(trasferPlan={"mode": "blind-transfer"}),
+     "destinations[0] (id 'billing'): destination: unknown field 'trasferPlan' (did you mean 'transferPlan'?)"),
+    (lambda d: d["destinations"][1]["destination"]["transferPlan"].update(mode="warm-ish"),
+     "destinations[1] (id 'tech_support'): destination.transferPlan.mode"),
+    (lambda d: d["destinations"][3]["destination"].pop("sipUri"),
+     "destinations[3] (id 'cancellations'): destination: 'sipUri' is a required property"),
+    (lambda d: d["destinations"][4]["destination"].update(transferMode="teleport"),
+     "destinations[4] (id 'outages'): destination.transferMode"),
+    (lambda d: d["destinations"][0]["destination"].update(type="fax"), "destination.type: must be one of"),
+    (lambda d: d["destinations"][0]["destination"].update(extension="12345678901"),
+     "destinations[0] (id 'billing'): destination.extension"),
+    (lambda d: d["destinations"][2].update(id="billing"), "destinations[2] (id 'billing'): id is used twice"),
+    (lambda d: d["destinations"][2].update(id="Sales Team"), "destinations[2].id: 'Sales Team' must be lowercase"),
+    (lambda d: d["destinations"][2].update(id="none"), "id 'none' is reserved"),
+    (lambda d: d["destinations"][2].pop("description"), "destinations[2] (id 'sales').description: Field required"),
+    (lambda d: d["destinations"][2].update(description="   "), "description is empty"),
+    (lambda d: d["destinations"][2].update(examples="buy"), "destinations[2] (id 'sales').examples"),
+    (lambda d: d["destinations"][2].update(colour="red"), "destinations[2] (id 'sales').colour: Extra inputs"),
+    (lambda d: d.update(fallback="reception"), "fallback: 'reception' is not the id of any destination"),
+    (lambda d: d["assistants"].update(Sales=["sales", "nope"]), "assistants['Sales']: unknown destination id"),
+    (lambda d: d["assistants"].update(Sales=[]), "assistants['Sales']: the list is empty"),
+    (lambda d: d.update(destinations=[]), "destinations: List should have at least 1 item"),
+    (lambda d: d.pop("destinations"), "destinations: Field required"),
+])
+def test_broken_catalogue_names_entry_and_field(mutate, words):
+    with pytest.raises(CatalogueError) as info:
+        parse(broken(mutate), "destinations.json")
+    assert words in str(info.value)
+    assert str(info.value).startswith("destinations.json: ")
+
+
+def test_non_e164_number_allowed_when_check_disabled():
+    data = broken(lambda d: d["destinations"][0]["destination"].update(number="5550142", numberE164CheckEnabled=False))
+    assert parse(data).get("billing").destination["number"] == "5550142"
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(CatalogueError, match="file not found; set SWITCHBOARD_DESTINATIONS"):
+        load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(CatalogueError, match="not valid JSON"):
+        load(bad)
+    bad.write_text("[]")
+    with pytest.raises(CatalogueError, match="top level"):
+        load(bad)
+
+
+def test_service_refuses_to_start_on_a_broken_catalogue(service_factory, catalogue_path):
+    catalogue_path.write_text(json.dumps(broken(lambda d: d["destinations"][5]["destination"].update(number="12"))))
+    with pytest.raises(CatalogueError, match=r"destinations\[5\] \(id 'moving'\): destination.number"):
+        service_factory(router="offline")

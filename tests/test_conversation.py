@@ -1,0 +1,56 @@
+"""Extracting the conversation from the three views, the hint, and the size budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.conversation import NoConversation, extract, render
+from app.payload import parse_transfer_request
+from tests.vapi_payloads import transfer_request
+
+TURNS = [("bot", "Hi, Brightline here."), ("user", "My bill is wrong."), ("bot", "Sorry to hear."),
+         ("user", "Also my wifi drops.")]
+
+
+def req(**kw):
+    return parse_transfer_request(transfer_request(TURNS, **kw)["message"])
+
+
+@pytest.mark.parametrize("view", ["messages", "messagesOpenAIFormatted", "transcript"])
+def test_every_view_gives_the_same_turns(view):
+    conv = extract(req(views=(view,)))
+    assert conv.source == view
+    assert render(conv, 10_000) == ("Assistant: Hi, Brightline here.\nCaller: My bill is wrong.\n"
+                                    "Assistant: Sorry to hear.\nCaller: Also my wifi drops.")
+
+
+def test_messages_view_wins_when_all_present():
+    assert extract(req()).source == "messages"
+
+
+def test_system_prompt_left_out_unless_asked():
+    assert all(t.speaker != "system" for t in extract(req()).turns)
+    assert extract(req(), include_system_prompt=True).turns[0].speaker == "system"
+
+
+def test_hint_from_transfer_arguments():
+    assert extract(req(hint={"destination": "billing", "reason": ""})).hint == "destination: billing"
+    assert extract(req(hint={})).hint is None
+    assert extract(req(hint={"why": "x"}, views=("messagesOpenAIFormatted",))).hint == "why: x"
+
+
+def test_no_caller_turns_is_no_conversation():
+    with pytest.raises(NoConversation):
+        extract(parse_transfer_request(transfer_request([("bot", "Hello?")])["message"]))
+
+
+def test_long_call_keeps_opening_caller_turns_and_the_end():
+    turns = [("user", "I need help with a refund for a double charge.")]
+    turns += [("bot" if i % 2 else "user", f"filler turn number {i} " + "blah " * 20) for i in range(200)]
+    turns += [("user", "So can you put me through to billing please?")]
+    conv = extract(parse_transfer_request(transfer_request(turns)["message"]))
+    text = render(conv, 3000)
+    assert len(text) <= 3000
+    assert text.startswith("Caller: I need help with a refund")
+    assert text.endswith("Caller: So can you put me through to billing please?")
+    assert "turns omitted ...]" in text
