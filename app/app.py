@@ -53,7 +53,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     """Build the service. Raises CatalogueError, PromptError or ConfigError before serving anything."""
     logger = logging.getLogger(LOGGER)
     routing = routing or load_routing(settings)
-    router_name, why = settings.router_choice()
+    router_name = settings.router_choice()[0]
     if router_name == "llm" and not settings.llm_configured:
         raise ConfigError("SWITCHBOARD_ROUTER=llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
                           "OpenAI-compatible server).")

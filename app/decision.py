@@ -36,6 +36,7 @@ class Decision:
     rescued_by: str | None = None  # "offline" or "fallback"
     attempts: int = 0
     hedges: int = 0
+    cached: bool = False  # the answer came from the evaluation cache
     model: str | None = None
     score: float | None = None
     reason: str | None = None
@@ -157,6 +158,7 @@ class Decider:
         decision.prompt_tokens += choice.prompt_tokens
         decision.completion_tokens += choice.completion_tokens
         decision.hedges += int(choice.hedged)
+        decision.cached = choice.cached
         decision.model = choice.model or decision.model
         if choice.destination == NONE:
             decision.outcome = "no_match"

@@ -129,7 +129,8 @@ class LLMRouter:
             keys = '{"reason": "...", "destination": "<id>"}' if header.reason else '{"destination": "<id>"}'
             shape = f"Answer with JSON only, exactly {keys}." if mode == "json_object" else \
                 "Answer with the id alone."
-            note = f"\n\n{shape} The id must be one of: {', '.join(compiled.schema['properties']['destination']['enum'])}."
+            ids = ", ".join(compiled.schema["properties"]["destination"]["enum"])
+            note = f"\n\n{shape} The id must be one of: {ids}."
             request["messages"] = [messages[0], {"role": "user", "content": messages[1]["content"] + note}]
             if mode == "json_object":
                 request["response_format"] = {"type": "json_object"}
@@ -191,7 +192,7 @@ def _classify(exc: openai.APIError) -> ModelError:
         if status in (401, 403):
             return ModelError("auth", f"HTTP {status}: check OPENAI_API_KEY", retryable=False)
         if status == 404:
-            return ModelError("not_found", f"HTTP 404: check SWITCHBOARD_MODEL and OPENAI_BASE_URL", retryable=False)
+            return ModelError("not_found", "HTTP 404: check SWITCHBOARD_MODEL and OPENAI_BASE_URL", retryable=False)
         return ModelError("http_error", f"HTTP {status}", retryable=status in (408, 409))
     return ModelError("bad_response", _short(exc), retryable=True)
 

@@ -24,14 +24,26 @@ RECENCY_FLOOR = 0.4  # the oldest caller turn still counts this much relative to
 NONE_FLOOR = 1.4  # score a destination must clearly beat to be confident
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# The last words are about the act of transferring, which says nothing about where to.
 STOPWORDS = frozenset("""
-a about above after again all am an and any are as at be been being but by can could did do does doing don
-for from get got had has have having he her here hi hello him his how i i'd i'm i've if in into is it it's its
+a about above after again all am an and any are as at be been being but by can could did do does doing don for
+from get got had has have having he her here hi hello him his how i i'd i'm i've if in into is it it's its
 just let like me my myself no nor not now of off on once only or other our out over please so some such than
 thank thanks that that's the their them then there these they this those to too up uh um us very was we well
 were what when where which while who why will with would yeah yes you your you're okay ok oh hey need want
 going gonna call calling today sure right know think one also really actually maybe could someone talk speak
+transfer transferring connect connecting put through dial route line nothing anything else
 """.split())
+
+# A change of mind makes earlier caller turns count for little; words right after "never mind" or
+# "forget" are what the caller no longer wants; "most important" marks the need that wins.
+CHANGE = re.compile(r"\b(actually|never ?mind|forget (it|that|about)|instead|rather|on second thought|"
+                    r"changed my mind|you know what|don'?t need|no longer)\b")
+DROP_AFTER = re.compile(r"\b(never ?mind|forget(?: about)?|instead of|no longer need|don'?t need)\s+((?:\S+\s*){1,3})")
+PRIORITY = re.compile(r"\b(most important|main reason|real problem|mainly|priority|urgent)\b")
+LATER = re.compile(r"\b(can wait|not urgent|later|maybe)\b")
+CLAUSES = re.compile(r"[.;!?]+|,|\bbut\b|\balso\b")
+EARLIER_AFTER_CHANGE = 0.25
 
 
 def normalise(text: str) -> str:
@@ -49,6 +61,8 @@ def stem(word: str) -> str:
             if suffix in ("ies", "ied"):
                 word += "y"
             break
+    if word.endswith("e") and len(word) > 4:  # 'charge' meets 'charged' at 'charg'
+        word = word[:-1]
     return word
 
 
@@ -100,22 +114,37 @@ class OfflineIndex:
         return out
 
 
+def _caller_terms(text: str, base: float, weights: Counter[str]) -> None:
+    text = normalise(text)
+    text = DROP_AFTER.sub(lambda m: m.group(1) + " ", text)  # "never mind the bill": the bill is not it
+    clauses = [(c, tokens(c)) for c in CLAUSES.split(text)]
+    # "most important, my internet is down": the marker lifts its clause and the next;
+    # "a billing question but that can wait": the marker lowers its clause and the one before.
+    priority = {j for i, (c, _) in enumerate(clauses) if PRIORITY.search(c) for j in (i, i + 1)}
+    later = {j for i, (c, _) in enumerate(clauses) if LATER.search(c) for j in (i - 1, i)}
+    factors = [2.0 if i in priority else 0.3 if i in later else 0.5 if priority else 1.0
+               for i in range(len(clauses))]
+    for (_, terms), factor in zip(clauses, factors, strict=True):
+        for term in terms:
+            weights[term] += base * factor
+
+
 def query_terms(query: Query) -> dict[str, float]:
     """Term weights from the conversation: caller over assistant, recent over old, plus the hint."""
     turns = query.conversation.turns
     caller_positions = [i for i, t in enumerate(turns) if t.speaker == "caller"]
     last = caller_positions[-1] if caller_positions else 0
+    changed_at = max((i for i in caller_positions if CHANGE.search(normalise(turns[i].text))), default=-1)
     weights: Counter[str] = Counter()
     for i, turn in enumerate(turns):
         if turn.speaker == "caller":
             recency = RECENCY_FLOOR + (1 - RECENCY_FLOOR) * (i / last if last else 1.0)
-            base = CALLER * recency
+            if i < changed_at:
+                recency *= EARLIER_AFTER_CHANGE
+            _caller_terms(turn.text, CALLER * recency, weights)
         elif turn.speaker == "assistant":
-            base = ASSISTANT
-        else:
-            continue
-        for term in tokens(turn.text):
-            weights[term] += base
+            for term in tokens(turn.text):
+                weights[term] += ASSISTANT
     if query.conversation.hint:
         for term in tokens(query.conversation.hint):
             weights[term] += HINT

@@ -38,10 +38,10 @@ class ToolCall(_Loose):
 class ArtifactMessage(_Loose):
     role: str
     message: str | None = None
-    toolCalls: list[ToolCall] | None = None  # noqa: N815 - Vapi's field name
+    toolCalls: list[ToolCall] | None = None
     name: str | None = None
     result: str | None = None
-    secondsFromStart: float | None = None  # noqa: N815
+    secondsFromStart: float | None = None
 
 
 class OpenAIFormattedMessage(_Loose):
@@ -52,7 +52,7 @@ class OpenAIFormattedMessage(_Loose):
 
 class Artifact(_Loose):
     messages: list[ArtifactMessage] | None = None
-    messagesOpenAIFormatted: list[OpenAIFormattedMessage] | None = None  # noqa: N815
+    messagesOpenAIFormatted: list[OpenAIFormattedMessage] | None = None
     transcript: str | None = None
 
 

@@ -28,6 +28,7 @@ class Choice:
     completion_tokens: int = 0
     hedged: bool = False
     model: str | None = None
+    cached: bool = False
 
 
 class ModelError(Exception):

@@ -72,7 +72,7 @@ class Settings(BaseModel):
     prompt: Path = Field(Path("prompts/route.md"), description="The routing prompt file.",
                          json_schema_extra=_env("SWITCHBOARD_PROMPT"))
     offline_threshold: float = Field(
-        0.35, ge=0, le=1, description="Offline router confidence below which it answers `none`.",
+        0.4, ge=0, le=1, description="Offline router confidence below which it answers `none`.",
         json_schema_extra=_env("SWITCHBOARD_OFFLINE_THRESHOLD"))
     include_system_prompt: bool = Field(
         False, description="Show the voice assistant's own system prompt to the router.",
