@@ -148,8 +148,8 @@ def query_terms(query: Query) -> dict[str, float]:
     if query.conversation.hint:
         for term in tokens(query.conversation.hint):
             weights[term] += HINT
-    # Repeating a word helps, with diminishing returns.
-    return {t: math.sqrt(w) for t, w in weights.items()}
+    # Repeating a word helps, with diminishing returns; a weight under 1 is kept as it is.
+    return {t: w if w <= 1 else 1 + math.log(w) for t, w in weights.items()}
 
 
 @dataclass

@@ -48,8 +48,9 @@ class Settings(BaseModel):
     max_attempts: int = Field(3, ge=1, le=10, description="Model attempts per decision, while the budget allows.",
                               json_schema_extra=_env("SWITCHBOARD_MAX_ATTEMPTS"))
     on_llm_failure: Literal["error", "fallback", "offline"] = Field(
-        "error", description="When the LLM fails or runs out of time: answer an error, the catalogue's "
-        "`fallback`, or the offline router's confident choice (then the fallback, then an error).",
+        "error", description="When the LLM fails or runs out of time. `error`: the catalogue's `fallback` if it "
+        "names one, else an error. `fallback`: the same, and start-up refuses a catalogue without one. `offline`: "
+        "the offline router's confident choice first.",
         json_schema_extra=_env("SWITCHBOARD_ON_LLM_FAILURE"))
     hedge_delay: float = Field(
         1.5, ge=0, description="Seconds without an answer before one more identical request is sent; 0 turns "

@@ -155,7 +155,9 @@ class ServerThread:
         self._server: uvicorn.Server | None = None
 
     def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only when the listening
+        # socket says it is TCP; without it every response waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
@@ -179,3 +181,27 @@ class ServerThread:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def main() -> None:
+    """Run the fake on its own, for the benchmark: python -m tests.fake_openai --port 0 --latency 0.3"""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    fake = FakeOpenAI(default=answer(latency=args.latency))
+    fake.keep_history = False
+    fake.server.port = args.port
+    fake.start()
+    print(fake.server.port, flush=True)  # the parent reads the port from the first line
+    try:
+        sys.stdin.read()  # runs until the parent closes our stdin
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

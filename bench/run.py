@@ -1,0 +1,223 @@
+"""Benchmark: the service against the same openai client calling the same fake model directly.
+
+    python bench/run.py            # full run (about 2 minutes); prints a Markdown table
+    python bench/run.py --smoke    # about 10 seconds; CI runs it to prove the script still works
+
+The fake OpenAI-compatible server and the service (one uvicorn worker) run as separate processes on
+loopback; this process drives them. Figures are ratios against the direct path measured in the same run,
+because these machines are shared and their absolute speed varies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx2  # noqa: E402
+import openai  # noqa: E402
+
+from app.conversation import extract, render  # noqa: E402
+from app.engine import build_engine, load_routing  # noqa: E402
+from app.payload import parse_transfer_request  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from tests.vapi_payloads import transfer_request  # noqa: E402
+
+CALLER = ["I was charged twice this month", "my internet keeps dropping in the evening", "I want to cancel",
+          "is there an outage on my street", "I'm moving next month", "can I talk to a manager",
+          "someone changed my password", "do you have faster plans", "the router light is red",
+          "I need a payment plan", "yes that's right", "it's under my wife's name", "twelve Elm Street"]
+ASSISTANT = ["I can help with that.", "Could you confirm the name on the account?", "Thank you.",
+             "Let me look into that for you.", "Is this the best number to reach you?", "One moment please."]
+
+
+def bodies(n: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        turns = []
+        for t in range(rng.randint(10, 60)):
+            turns.append(("user", rng.choice(CALLER)) if t % 2 else ("bot", rng.choice(ASSISTANT)))
+        out.append(json.dumps(transfer_request(turns, call_id=f"bench-{i}")).encode())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_fake(latency: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--latency", str(latency)], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def start_service(base_url: str, router: str = "llm") -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "bench", "SWITCHBOARD_ROUTER": router,
+           "SWITCHBOARD_RELOAD_INTERVAL": "0", "SWITCHBOARD_TIMEOUT": "10", "SWITCHBOARD_HEDGE_DELAY": "0"}
+    log = (ROOT / "bench/service.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx2.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("service did not start; see bench/service.log")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def drive(call: Any, items: list[Any], concurrency: int, seconds: float) -> dict[str, float]:
+    """Run `call(item)` from `concurrency` workers for `seconds`; latency percentiles and rate."""
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.monotonic() < stop:
+            item = items[next(counter) % len(items)]
+            t0 = time.perf_counter()
+            await call(item)
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"n": len(latencies), "rate": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000}
+
+
+async def measure(base_url: str, service_url: str, payloads: list[bytes], requests: list[dict[str, Any]],
+                  concurrency: int, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
+    limits = httpx2.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    direct_client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=30,
+                                       http_client=openai.DefaultAsyncHttpx2Client(limits=limits))
+    http = httpx2.AsyncClient(base_url=service_url, timeout=30, limits=limits)
+
+    async def direct(request: dict[str, Any]) -> None:
+        response = await direct_client.chat.completions.create(**request)
+        json.loads(response.choices[0].message.content or "{}")
+
+    async def via_service(body: bytes) -> None:
+        response = await http.post("/webhook", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 200 and "destination" in response.json(), response.text
+
+    try:
+        await drive(direct, requests, concurrency, min(2.0, seconds))  # warm both paths' connections
+        await drive(via_service, payloads, concurrency, min(2.0, seconds))
+        d = await drive(direct, requests, concurrency, seconds)
+        s = await drive(via_service, payloads, concurrency, seconds)
+    finally:
+        await direct_client.close()
+        await http.aclose()
+    return d, s
+
+
+def model_requests(payloads: list[bytes]) -> list[dict[str, Any]]:
+    """What the service sends the model for each body, so the direct path carries the same bytes."""
+    settings = Settings.from_env({})
+    routing = load_routing(settings)
+    out = []
+    for body in payloads:
+        request = parse_transfer_request(json.loads(body)["message"])
+        conv = extract(request)
+        compiled = routing.compiled[routing.catalogue.ids]
+        out.append({"model": settings.model, "max_tokens": 20, "n": 1, "temperature": 0.0,
+                    "messages": compiled.messages(render(conv, settings.conversation_chars), conv.hint),
+                    "response_format": {"type": "json_schema", "json_schema": {
+                        "name": "transfer_choice", "strict": True, "schema": compiled.schema}}})
+    return out
+
+
+def offline_rate(payloads: list[bytes], seconds: float) -> tuple[float, float]:
+    settings = Settings.from_env({})
+    engine = build_engine(settings, load_routing(settings), None, router_name="offline")
+    queries = [engine.query(parse_transfer_request(json.loads(b)["message"])) for b in payloads]
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for q in queries:
+            engine.offline.rank(q)
+        n += len(queries)
+    rate = n / (time.perf_counter() - started)
+    # the worst case named in the issue: a 40-turn call
+    long_q = next(q for q in queries if len(q.conversation.turns) >= 40)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        engine.offline.rank(long_q)
+    return rate, (time.perf_counter() - t0) / 200 * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a 10-second run that only proves the script works")
+    parser.add_argument("--latency", type=float, default=0.3, help="the fake model's latency L, seconds")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per phase")
+    args = parser.parse_args()
+    if args.smoke:
+        args.latency, args.concurrency, args.seconds = 0.05, 10, 1.0
+    payloads = bodies(200)
+    requests = model_requests(payloads)
+    results: dict[str, Any] = {}
+    for latency in (args.latency, 0.0):
+        fake, base_url = start_fake(latency)
+        service, service_url = start_service(base_url)
+        try:
+            d, s = asyncio.run(measure(base_url, service_url, payloads, requests, args.concurrency, args.seconds))
+            results[latency] = {"direct": d, "service": s, "rss_mb": peak_rss_mb(service.pid)}
+        finally:
+            service.terminate()
+            service.wait(timeout=10)
+            assert fake.stdin is not None
+            fake.stdin.close()
+            fake.wait(timeout=10)
+    rate, long_ms = offline_rate(payloads, 1.0 if args.smoke else 3.0)
+    lat, zero = results[args.latency], results[0.0]
+    rows = [
+        ("p50 latency, L=%.0f ms, c=%d" % (args.latency * 1000, args.concurrency),
+         f"{lat['service']['p50']:.1f} ms", f"{lat['direct']['p50']:.1f} ms",
+         f"{lat['service']['p50'] / lat['direct']['p50']:.3f}"),
+        ("p99 latency, same", f"{lat['service']['p99']:.1f} ms", f"{lat['direct']['p99']:.1f} ms",
+         f"{lat['service']['p99'] / lat['direct']['p99']:.3f}"),
+        ("throughput, L=0, c=%d" % args.concurrency, f"{zero['service']['rate']:.0f}/s",
+         f"{zero['direct']['rate']:.0f}/s", f"{zero['service']['rate'] / zero['direct']['rate']:.3f}"),
+        ("service peak RSS", f"{max(lat['rss_mb'], zero['rss_mb']):.0f} MB", "", ""),
+        ("offline router", f"{rate:.0f} decisions/s", "", f"{long_ms:.2f} ms for a 40+ turn call"),
+    ]
+    print("| measure | service | direct | ratio |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(f"\n(requests measured: service {lat['service']['n']} and {zero['service']['n']}, "
+          f"direct {lat['direct']['n']} and {zero['direct']['n']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Print the README's settings table from app/settings.py, the one source of truth.
+
+    python scripts/settings_table.py   # paste between the settings-table markers in README.md
+tests/test_docs.py fails when the README's table differs from this output.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.settings import Settings  # noqa: E402
+
+
+def table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        env = (field.json_schema_extra or {})["env"]  # type: ignore[index]
+        default = field.default
+        shown = "unset" if default is None or default == "" else str(default).lower() if isinstance(default, bool) \
+            else str(default)
+        rows.append(f"| `{env}` | `{shown}` | {field.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table())
