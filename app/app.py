@@ -216,17 +216,17 @@ def _stamps(settings: Settings) -> tuple[float, float]:
     return mtime(settings.destinations), mtime(settings.prompt)
 
 
-def reload(state: State, logger: logging.Logger, why: str) -> bool:
+def reload(state: State, logger: logging.Logger, trigger: str) -> bool:
     """Swap in a freshly loaded catalogue and prompt, atomically; a broken file leaves the old ones in force."""
     state.stamps = _stamps(state.settings)
     try:
         routing = load_routing(state.settings)
         engine = build_engine(state.settings, routing, state.clients, state.breaker)
     except (CatalogueError, PromptError, ConfigError) as exc:
-        event(logger, "reload_failed", logging.ERROR, why=why, error=str(exc), kept=state.routing.prompt.hash)
+        event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=str(exc), kept=state.routing.prompt.hash)
         return False
     state.routing, state.engine = routing, engine
-    event(logger, "reloaded", why=why, **engine.describe())
+    event(logger, "reloaded", trigger=trigger, **engine.describe())
     return True
 
 
@@ -234,7 +234,10 @@ async def _watch(state: State, logger: logging.Logger) -> None:
     while True:
         await asyncio.sleep(state.settings.reload_interval)
         if _stamps(state.settings) != state.stamps:
-            reload(state, logger, "file changed")
+            try:
+                reload(state, logger, "file changed")
+            except Exception:  # a bug here must not end reloading for the life of the process
+                logger.exception("reload_crashed")
 
 
 async def _warm_up(engine: Engine, logger: logging.Logger) -> None:

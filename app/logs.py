@@ -24,6 +24,16 @@ def mask_phones(text: str) -> str:
                      else m.group(0), text)
 
 
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_phones(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, fmt: str, reveal: bool) -> None:
         super().__init__()
@@ -35,15 +45,19 @@ class _Formatter(logging.Formatter):
         if rid and "request_id" not in fields:
             fields["request_id"] = rid
         message = record.getMessage()
+        if not self.reveal:  # mask inside string values only: numbers such as timestamps stay intact
+            fields = {k: _masked(v) for k, v in fields.items()}
+            message = mask_phones(message)
         if self.json:
             line = json.dumps({"ts": round(time.time(), 3), "level": record.levelname.lower(), "event": message,
                                **fields}, default=str, ensure_ascii=False)
         else:
             extra = " ".join(f"{k}={v}" for k, v in fields.items())
             line = f"{time.strftime('%H:%M:%S')} {record.levelname:<7} {message} {extra}".rstrip()
-        if record.exc_info and self.json is False:
-            line += "\n" + self.formatException(record.exc_info)
-        return line if self.reveal else mask_phones(line)
+        if record.exc_info:
+            trace = self.formatException(record.exc_info)
+            line += "\n" + (trace if self.reveal else mask_phones(trace))
+        return line
 
 
 def setup(fmt: str = "json", level: str = "info", reveal: bool = False) -> logging.Logger:
@@ -58,4 +72,7 @@ def setup(fmt: str = "json", level: str = "info", reveal: bool = False) -> loggi
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    rid = request_id.get()
+    if rid:  # taken now: handlers may format the record after the request is over
+        fields["request_id"] = rid
     logger.log(level, name, extra={"fields": fields})

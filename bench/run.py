@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from app.conversation import extract, render  # noqa: E402
 from app.engine import build_engine, load_routing  # noqa: E402
 from app.payload import parse_transfer_request  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from tests.service_process import ServiceProcess  # noqa: E402
 from tests.vapi_payloads import transfer_request  # noqa: E402
 
 CALLER = ["I was charged twice this month", "my internet keeps dropping in the evening", "I want to cancel",
@@ -54,12 +53,6 @@ def bodies(n: int, seed: int = 7) -> list[bytes]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_fake(latency: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "tests.fake_openai", "--latency", str(latency)], cwd=ROOT,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -68,30 +61,10 @@ def start_fake(latency: float) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def start_service(base_url: str, router: str = "llm") -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "bench", "SWITCHBOARD_ROUTER": router,
+def start_service(base_url: str, router: str = "llm") -> ServiceProcess:
+    env = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "bench", "SWITCHBOARD_ROUTER": router,
            "SWITCHBOARD_RELOAD_INTERVAL": "0", "SWITCHBOARD_TIMEOUT": "10", "SWITCHBOARD_HEDGE_DELAY": "0"}
-    log = (ROOT / "bench/service.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx2.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("service did not start; see bench/service.log")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return ServiceProcess(env, ROOT / "bench/service.log")
 
 
 async def drive(call: Any, items: list[Any], concurrency: int, seconds: float) -> dict[str, float]:
@@ -189,25 +162,24 @@ def main() -> None:
     results: dict[str, Any] = {}
     for latency in (args.latency, 0.0):
         fake, base_url = start_fake(latency)
-        service, service_url = start_service(base_url)
+        service = start_service(base_url)
         try:
-            d, s = asyncio.run(measure(base_url, service_url, payloads, requests, args.concurrency, args.seconds))
-            results[latency] = {"direct": d, "service": s, "rss_mb": peak_rss_mb(service.pid)}
+            d, s = asyncio.run(measure(base_url, service.url, payloads, requests, args.concurrency, args.seconds))
+            results[latency] = {"direct": d, "service": s, "rss_mb": service.peak_rss_mb()}
         finally:
-            service.terminate()
-            service.wait(timeout=10)
+            service.stop()
             assert fake.stdin is not None
             fake.stdin.close()
             fake.wait(timeout=10)
     rate, long_ms = offline_rate(payloads, 1.0 if args.smoke else 3.0)
     lat, zero = results[args.latency], results[0.0]
     rows = [
-        ("p50 latency, L=%.0f ms, c=%d" % (args.latency * 1000, args.concurrency),
+        (f"p50 latency, L={args.latency * 1000:.0f} ms, c={args.concurrency}",
          f"{lat['service']['p50']:.1f} ms", f"{lat['direct']['p50']:.1f} ms",
          f"{lat['service']['p50'] / lat['direct']['p50']:.3f}"),
         ("p99 latency, same", f"{lat['service']['p99']:.1f} ms", f"{lat['direct']['p99']:.1f} ms",
          f"{lat['service']['p99'] / lat['direct']['p99']:.3f}"),
-        ("throughput, L=0, c=%d" % args.concurrency, f"{zero['service']['rate']:.0f}/s",
+        (f"throughput, L=0, c={args.concurrency}", f"{zero['service']['rate']:.0f}/s",
          f"{zero['direct']['rate']:.0f}/s", f"{zero['service']['rate'] / zero['direct']['rate']:.3f}"),
         ("service peak RSS", f"{max(lat['rss_mb'], zero['rss_mb']):.0f} MB", "", ""),
         ("offline router", f"{rate:.0f} decisions/s", "", f"{long_ms:.2f} ms for a 40+ turn call"),

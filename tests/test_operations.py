@@ -1,0 +1,109 @@
+"""Hot reload (file change and SIGHUP), metrics, request ids, warm-up."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import ROOT, decision_logs
+from tests.fake_openai import answer
+from tests.service_process import ServiceProcess
+from tests.vapi_payloads import transfer_request
+
+BILLING = transfer_request([("user", "I was charged twice on my bill")])
+
+
+def wait_until(check, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_catalogue_change_is_picked_up(service_factory, catalogue_path, log_records):
+    service = service_factory(router="offline", reload_interval=0.1)
+    data = json.loads(catalogue_path.read_text())
+    data["destinations"][0]["destination"]["number"] = "+14155550999"
+    catalogue_path.write_text(json.dumps(data))
+    assert wait_until(lambda: service.post(BILLING).json()["destination"].get("number") == "+14155550999")
+    assert any(r.getMessage() == "reloaded" for r in log_records)
+
+
+def test_broken_new_catalogue_keeps_the_old_one(service_factory, catalogue_path, log_records):
+    service = service_factory(router="offline", reload_interval=0.1)
+    catalogue_path.write_text('{"destinations": [{"id": "x"}]}')
+    assert wait_until(lambda: any(r.getMessage() == "reload_failed" for r in log_records))
+    failed = next(r for r in log_records if r.getMessage() == "reload_failed")
+    assert "destinations[0] (id 'x').description: Field required" in failed.fields["error"]
+    assert service.post(BILLING).json()["destination"]["number"] == "+14155550142"
+    assert service.client.get("/healthz").json()["destinations"] == 9
+
+
+def test_prompt_change_is_picked_up(llm_service, fake, prompt_path):
+    fake.default = answer("billing")
+    service = llm_service(reload_interval=0.1)
+    service.post(BILLING)
+    old_hash = service.client.get("/healthz").json()["prompt_hash"]
+    prompt_path.write_text(prompt_path.read_text().replace("You route phone calls", "You route calls"))
+    assert wait_until(lambda: service.client.get("/healthz").json()["prompt_hash"] != old_hash)
+    service.post(BILLING)
+    assert fake.requests[-1]["messages"][0]["content"].startswith("You route calls")
+
+
+def test_sighup_reloads(tmp_path, catalogue_path, prompt_path):
+    env = {"SWITCHBOARD_ROUTER": "offline", "SWITCHBOARD_DESTINATIONS": str(catalogue_path),
+           "SWITCHBOARD_PROMPT": str(prompt_path), "SWITCHBOARD_RELOAD_INTERVAL": "0"}
+    service = ServiceProcess(env, tmp_path / "log")
+    try:
+        import httpx2
+
+        data = json.loads(catalogue_path.read_text())
+        data["destinations"] = data["destinations"][:8]
+        data["fallback"] = "billing"
+        data["assistants"] = {}
+        catalogue_path.write_text(json.dumps(data))
+        service.hup()
+        assert wait_until(lambda: httpx2.get(service.url + "/healthz").json()["destinations"] == 8)
+        assert '"trigger": "SIGHUP"' in (tmp_path / "log").read_text()
+    finally:
+        service.stop()
+
+
+def test_metrics_count_requests_decisions_and_tokens(llm_service, fake):
+    fake.script(answer("billing"))
+    service = llm_service()
+    service.post(BILLING)
+    service.post({"message": {"type": "status-update"}})
+    service.post(None, raw=b"{bad")
+    text = service.client.get("/metrics").text
+    assert 'switchboard_requests_total{status="200",type="transfer-destination-request"} 1.0' in text
+    assert 'switchboard_requests_total{status="200",type="status-update"} 1.0' in text
+    assert 'switchboard_requests_total{status="400",type="invalid"} 1.0' in text
+    assert 'switchboard_decisions_total{destination="billing",outcome="routed"} 1.0' in text
+    assert 'switchboard_tokens_total{kind="prompt"} 321.0' in text
+    assert "switchboard_decision_seconds_bucket" in text and "switchboard_model_attempts_total 1.0" in text
+
+
+def test_request_id_is_echoed_and_logged(llm_service, fake, log_records):
+    fake.script(answer("billing"))
+    response = llm_service().post(BILLING, headers={"x-request-id": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    decision = next(r for r in log_records if r.getMessage() == "decision")
+    assert decision_logs(log_records)[-1]["call_id"] == "call-0001"
+    from app.logs import _Formatter
+    assert json.loads(_Formatter("json", False).format(decision))["request_id"] == "abc-123"
+
+
+def test_warm_up_sends_one_request_at_start(llm_service, fake, log_records):
+    llm_service(warmup=True)
+    assert len(fake.requests) == 1
+    assert any(r.getMessage() == "warmed_up" for r in log_records)
+
+
+def test_healthz_offline_says_why(service_factory):
+    body = service_factory().client.get("/healthz").json()
+    assert body["router"] == "offline" and "neither OPENAI_API_KEY nor OPENAI_BASE_URL" in body["why"]
+    assert body["model"] is None and body["prompt"] == "route"
+    assert ROOT.exists()
