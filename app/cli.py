@@ -73,7 +73,10 @@ def serve(host: str, port: int, workers: int) -> None:
     except USER_ERRORS as exc:
         fail(str(exc))
     uvicorn.run("app.asgi:build", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=10)
+                log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=10,
+                # Longer than common load balancers' idle timeouts (60 s), so they never reuse a connection
+                # uvicorn has just closed (its default of 5 s causes sporadic 502s behind one).
+                timeout_keep_alive=75)
 
 
 @cli.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,14 +42,21 @@ class Conversation:
 
 def extract(request: TransferRequest, *, include_system_prompt: bool = False) -> Conversation:
     artifact = request.artifact or Artifact()
-    candidates = (
-        ("messages", _from_messages(artifact, include_system_prompt)),
-        ("messagesOpenAIFormatted", _from_openai(artifact, include_system_prompt)),
-        ("transcript", _from_transcript(artifact.transcript)),
+    views: tuple[tuple[str, Callable[[], list[Turn]]], ...] = (  # built only until one has caller words
+        ("messages", lambda: _from_messages(artifact, include_system_prompt)),
+        ("messagesOpenAIFormatted", lambda: _from_openai(artifact, include_system_prompt)),
+        ("transcript", lambda: _from_transcript(artifact.transcript)),
     )
-    hint = _hint_from_messages(artifact) or _hint_from_openai(artifact)
-    for source, turns in candidates:
+    for source, build in views:
+        turns = build()
         if any(t.speaker == "caller" for t in turns):
+            # The transfer tool's arguments live in the structured views only.
+            if source == "messagesOpenAIFormatted":
+                hint = _hint_from_openai(artifact)
+            elif source == "messages":
+                hint = _hint_from_messages(artifact)
+            else:
+                hint = _hint_from_messages(artifact) or _hint_from_openai(artifact)
             return Conversation(turns=tuple(turns), hint=hint, source=source)
     raise NoConversation(
         "no usable conversation: message.artifact has no caller turns in messages, "
@@ -62,7 +70,7 @@ def _clean(text: str | None) -> str:
 
 def _from_messages(artifact: Artifact, include_system: bool) -> list[Turn]:
     turns: list[Turn] = []
-    for m in artifact.messages or []:
+    for m in artifact.typed_messages():
         text = _clean(m.message)
         if m.role == "user" and text:
             turns.append(Turn("caller", text))
@@ -78,7 +86,7 @@ def _from_messages(artifact: Artifact, include_system: bool) -> list[Turn]:
 def _from_openai(artifact: Artifact, include_system: bool) -> list[Turn]:
     roles: dict[str, Speaker] = {"user": "caller", "assistant": "assistant", "system": "system"}
     turns: list[Turn] = []
-    for m in artifact.messagesOpenAIFormatted or []:
+    for m in artifact.typed_openai_messages():
         speaker = roles.get(m.role)
         if speaker is None or (speaker == "system" and not include_system):
             continue
@@ -135,14 +143,14 @@ def _arguments_hint(calls: list[ToolCall] | None) -> str | None:
 
 
 def _hint_from_messages(artifact: Artifact) -> str | None:
-    for m in reversed(artifact.messages or []):
+    for m in reversed(artifact.typed_messages()):
         if m.role == "tool_calls":
             return _arguments_hint(m.toolCalls)
     return None
 
 
 def _hint_from_openai(artifact: Artifact) -> str | None:
-    for m in reversed(artifact.messagesOpenAIFormatted or []):
+    for m in reversed(artifact.typed_openai_messages()):
         if m.role == "assistant" and m.tool_calls:
             return _arguments_hint(m.tool_calls)
     return None

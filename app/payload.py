@@ -1,15 +1,15 @@
 """The webhook body Vapi sends: parsing and validation at the edge.
 
 Vapi posts `{"message": {...}}`; its older dynamic-transfer guide shows the bare message. Both are accepted.
-Only the fields Switchboard reads are typed; everything else passes through untouched (and is ignored).
+Only the fields Switchboard reads are typed and validated; everything else is ignored.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 TRANSFER_REQUEST = "transfer-destination-request"
 
@@ -23,7 +23,8 @@ class PayloadError(Exception):
 
 
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Unread fields are dropped, not copied: the raw dict is kept where the whole body is needed (recording).
+    model_config = ConfigDict(extra="ignore")
 
 
 class ToolFunction(_Loose):
@@ -50,10 +51,34 @@ class OpenAIFormattedMessage(_Loose):
     tool_calls: list[ToolCall] | None = None
 
 
+_MESSAGES = TypeAdapter(list[ArtifactMessage])
+_OPENAI_MESSAGES = TypeAdapter(list[OpenAIFormattedMessage])
+
+
 class Artifact(_Loose):
-    messages: list[ArtifactMessage] | None = None
-    messagesOpenAIFormatted: list[OpenAIFormattedMessage] | None = None
+    """The conversation views are typed when first read: a request usually carries all three, and only the
+    first with caller words is used, so the others are not worth validating on the hot path."""
+
+    messages: list[Any] | None = None
+    messagesOpenAIFormatted: list[Any] | None = None
     transcript: str | None = None
+
+    def typed_messages(self) -> list[ArtifactMessage]:
+        return _typed(_MESSAGES, self.messages, "message.artifact.messages")
+
+    def typed_openai_messages(self) -> list[OpenAIFormattedMessage]:
+        return _typed(_OPENAI_MESSAGES, self.messagesOpenAIFormatted, "message.artifact.messagesOpenAIFormatted")
+
+
+def _typed(adapter: TypeAdapter[list[Any]], items: list[Any] | None, where: str) -> list[Any]:
+    if not items:
+        return []
+    try:
+        return adapter.validate_python(items)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise PayloadError(f"{where}.{loc}: {first['msg']}.") from None
 
 
 class Named(_Loose):
@@ -76,11 +101,9 @@ class TransferRequest(_Loose):
 def parse_json(body: bytes) -> dict[str, Any]:
     """Decode the body into the message object, from either envelope."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = pydantic_core.from_json(body)  # about twice as fast as json.loads on Vapi's long bodies
+    except ValueError as exc:
         raise PayloadError(f"Body is not valid JSON ({exc}). Send the webhook body as Vapi posts it.") from None
-    except RecursionError:
-        raise PayloadError("Body is nested too deeply to be a Vapi webhook.") from None
     if not isinstance(data, dict):
         raise PayloadError(f"Body must be a JSON object, got {type(data).__name__}.")
     message = data.get("message")

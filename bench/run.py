@@ -104,9 +104,10 @@ async def measure(base_url: str, service_url: str, payloads: list[bytes], reques
         assert response.status_code == 200 and "destination" in response.json(), response.text
 
     try:
-        await drive(direct, requests, concurrency, min(2.0, seconds))  # warm both paths' connections
-        await drive(via_service, payloads, concurrency, min(2.0, seconds))
+        # Each path is warmed right before it is measured, so both are measured on open connections.
+        await drive(direct, requests, concurrency, min(2.0, seconds))
         d = await drive(direct, requests, concurrency, seconds)
+        await drive(via_service, payloads, concurrency, min(2.0, seconds))
         s = await drive(via_service, payloads, concurrency, seconds)
     finally:
         await direct_client.close()
