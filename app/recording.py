@@ -17,7 +17,6 @@ from .decision import Decision
 from .logs import PHONE
 
 REDACTED = "<redacted>"
-CUSTOMER_KEEP = frozenset()  # every customer field is personal
 PHONE_NUMBER_KEEP = frozenset({"id", "provider", "name", "orgId"})  # drop numbers and account secrets
 
 

@@ -115,6 +115,17 @@ async def measure(base_url: str, service_url: str, payloads: list[bytes], reques
     return d, s
 
 
+def inside(service: ServiceProcess, n: int) -> dict[str, float]:
+    """The service's own view of the last n decisions (its decision log): total and model time p50/p99."""
+    rows = [json.loads(line) for line in service.log_path.read_text().splitlines()
+            if line.startswith("{") and '"event": "decision"' in line][-n:]
+    total = sorted(r["total_ms"] for r in rows)
+    llm = sorted(r["llm_ms"] for r in rows)
+    pick = lambda xs, q: xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")  # noqa: E731
+    return {"total_p50": pick(total, 0.5), "total_p99": pick(total, 0.99), "llm_p50": pick(llm, 0.5),
+            "llm_p99": pick(llm, 0.99)}
+
+
 def model_requests(payloads: list[bytes]) -> list[dict[str, Any]]:
     """What the service sends the model for each body, so the direct path carries the same bytes."""
     settings = Settings.from_env({})
@@ -149,47 +160,61 @@ def offline_rate(payloads: list[bytes], seconds: float) -> tuple[float, float]:
     return rate, (time.perf_counter() - t0) / 200 * 1000
 
 
+def run_once(latency: float, payloads: list[bytes], requests: list[dict[str, Any]], concurrency: int,
+             seconds: float) -> dict[str, Any]:
+    fake, base_url = start_fake(latency)
+    service = start_service(base_url)
+    try:
+        d, s = asyncio.run(measure(base_url, service.url, payloads, requests, concurrency, seconds))
+        return {"direct": d, "service": s, "rss_mb": service.peak_rss_mb(), "inside": inside(service, s["n"])}
+    finally:
+        service.stop()
+        assert fake.stdin is not None
+        fake.stdin.close()
+        fake.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a 10-second run that only proves the script works")
     parser.add_argument("--latency", type=float, default=0.3, help="the fake model's latency L, seconds")
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=15.0, help="measuring time per phase")
+    parser.add_argument("--seconds", type=float, default=12.0, help="measuring time per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="repeat and report medians (shared, noisy machines)")
     args = parser.parse_args()
     if args.smoke:
-        args.latency, args.concurrency, args.seconds = 0.05, 10, 1.0
+        args.latency, args.concurrency, args.seconds, args.rounds = 0.05, 10, 1.0, 1
     payloads = bodies(200)
     requests = model_requests(payloads)
-    results: dict[str, Any] = {}
-    for latency in (args.latency, 0.0):
-        fake, base_url = start_fake(latency)
-        service = start_service(base_url)
-        try:
-            d, s = asyncio.run(measure(base_url, service.url, payloads, requests, args.concurrency, args.seconds))
-            results[latency] = {"direct": d, "service": s, "rss_mb": service.peak_rss_mb()}
-        finally:
-            service.stop()
-            assert fake.stdin is not None
-            fake.stdin.close()
-            fake.wait(timeout=10)
+    lats, zeros = [], []
+    for _ in range(args.rounds):
+        lats.append(run_once(args.latency, payloads, requests, args.concurrency, args.seconds))
+        zeros.append(run_once(0.0, payloads, requests, args.concurrency, args.seconds))
     rate, long_ms = offline_rate(payloads, 1.0 if args.smoke else 3.0)
-    lat, zero = results[args.latency], results[0.0]
+    med = statistics.median
+
+    def row(name: str, runs: list[dict[str, Any]], key: str, unit: str) -> tuple[str, str, str, str]:
+        ratios = [r["service"][key] / r["direct"][key] for r in runs]
+        return (name, f"{med(r['service'][key] for r in runs):.1f}{unit}",
+                f"{med(r['direct'][key] for r in runs):.1f}{unit}",
+                f"**{med(ratios):.3f}** ({', '.join(f'{x:.2f}' for x in ratios)})")
+
     rows = [
-        (f"p50 latency, L={args.latency * 1000:.0f} ms, c={args.concurrency}",
-         f"{lat['service']['p50']:.1f} ms", f"{lat['direct']['p50']:.1f} ms",
-         f"{lat['service']['p50'] / lat['direct']['p50']:.3f}"),
-        ("p99 latency, same", f"{lat['service']['p99']:.1f} ms", f"{lat['direct']['p99']:.1f} ms",
-         f"{lat['service']['p99'] / lat['direct']['p99']:.3f}"),
-        (f"throughput, L=0, c={args.concurrency}", f"{zero['service']['rate']:.0f}/s",
-         f"{zero['direct']['rate']:.0f}/s", f"{zero['service']['rate'] / zero['direct']['rate']:.3f}"),
-        ("service peak RSS", f"{max(lat['rss_mb'], zero['rss_mb']):.0f} MB", "", ""),
+        row(f"p50 latency, L={args.latency * 1000:.0f} ms, c={args.concurrency}", lats, "p50", " ms"),
+        row("p99 latency, same", lats, "p99", " ms"),
+        row(f"throughput, L=0, c={args.concurrency}", zeros, "rate", "/s"),
+        ("service peak RSS", f"{max(r['rss_mb'] for r in lats + zeros):.0f} MB", "", ""),
         ("offline router", f"{rate:.0f} decisions/s", "", f"{long_ms:.2f} ms for a 40+ turn call"),
     ]
-    print("| measure | service | direct | ratio |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print(f"\n(requests measured: service {lat['service']['n']} and {zero['service']['n']}, "
-          f"direct {lat['direct']['n']} and {zero['direct']['n']})")
+    print(f"| measure (median of {args.rounds}) | service | direct | ratio (each round) |\n|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    ins = {k: med(r["inside"][k] for r in lats) for k in lats[0]["inside"]}
+    print(f"\nInside the service at L={args.latency * 1000:.0f} ms (its decision log): total p50 "
+          f"{ins['total_p50']:.1f} / p99 {ins['total_p99']:.1f} ms, of which waiting for the model p50 "
+          f"{ins['llm_p50']:.1f} / p99 {ins['llm_p99']:.1f} ms.")
+    print(f"(requests measured per round: about {lats[0]['service']['n']} at L={args.latency * 1000:.0f} ms and "
+          f"{zeros[0]['service']['n']} at L=0 through the service)")
 
 
 if __name__ == "__main__":
