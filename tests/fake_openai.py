@@ -80,6 +80,8 @@ class FakeOpenAI:
         self.json_schema_supported = json_schema_supported
         self.requests: list[dict[str, Any]] = []
         self.keep_history = True
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests the fake was serving at once
         self._queue: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
         self.server = ServerThread(self.app())
@@ -111,6 +113,14 @@ class FakeOpenAI:
     # -- the HTTP side -------------------------------------------------------------------
     def app(self) -> Starlette:
         async def chat(request: Request) -> Response:
+            self.in_flight += 1  # one event loop serves the fake, so no lock is needed
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                return await respond(request)
+            finally:
+                self.in_flight -= 1
+
+        async def respond(request: Request) -> Response:
             body = json.loads(await request.body())
             behaviour = self._next(body)
             if behaviour.latency:

@@ -116,6 +116,14 @@ def test_llm_eval_uses_the_cache_and_compares_prompts(tmp_path, fake):
     assert len(fake.requests) == 4 * 66
 
 
+def billing_calls(tmp_path, n):
+    rows = [json.dumps({"id": f"c{i}", "expected": "billing", "payload": transfer_request([("user", "bill")])})
+            for i in range(n)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    return data
+
+
 def test_repeat_measures_consistency(tmp_path, fake):
     flip = iter(range(10_000))
     lock = threading.Lock()
@@ -127,34 +135,24 @@ def test_repeat_measures_consistency(tmp_path, fake):
 
     fake.policy = flaky
     env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "k"}
-    rows = [json.dumps({"id": f"c{i}", "expected": "billing", "payload": transfer_request([("user", "bill")])})
-            for i in range(4)]
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(rows) + "\n")
     out = tmp_path / "o"
-    result = run(["eval", str(data), "--repeat", "2", "-c", "1", "--no-cache", "-o", str(out)], env)
+    result = run(["eval", str(billing_calls(tmp_path, 4)), "--repeat", "2", "-c", "1", "--no-cache", "-o", str(out)],
+                 env)
     assert result.exit_code == 0, result.output
     m = json.loads((out / "results.json").read_text())["combinations"][0]["metrics"]
     assert m["consistency"] == 0.0  # every call got billing once and sales once
 
 
-def test_eval_runs_calls_concurrently(tmp_path, fake):
-    in_flight, peak, lock = [0], [0], threading.Lock()
-
-    def slow(request):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        return answer("billing", latency=0.2)
-
-    fake.policy = slow
+@pytest.mark.parametrize("concurrency", [1, 20])
+def test_eval_runs_calls_concurrently(tmp_path, fake, concurrency):
+    fake.default = answer("billing", latency=0.2)
     env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "k"}
-    rows = [json.dumps({"id": f"c{i}", "expected": "billing", "payload": transfer_request([("user", "bill")])})
-            for i in range(40)]
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(rows) + "\n")
-    assert run(["eval", str(data), "-c", "20", "--no-cache"], env).exit_code == 0
-    assert peak[0] >= 10  # policy is asked as requests arrive; 20 workers overlap their 200 ms waits
+    data = billing_calls(tmp_path, 10 if concurrency == 1 else 40)
+    assert run(["eval", str(data), "-c", str(concurrency), "--no-cache"], env).exit_code == 0
+    if concurrency == 1:
+        assert fake.max_in_flight == 1
+    else:  # 20 workers overlap their 200 ms waits
+        assert fake.max_in_flight >= 15, fake.max_in_flight
 
 
 def test_directory_dataset(tmp_path):

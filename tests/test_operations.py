@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.conftest import ROOT, decision_logs
+from tests.conftest import decision_logs
 from tests.fake_openai import answer
 from tests.service_process import ServiceProcess
 from tests.vapi_payloads import transfer_request
@@ -106,4 +106,3 @@ def test_healthz_offline_says_why(service_factory):
     body = service_factory().client.get("/healthz").json()
     assert body["router"] == "offline" and "neither OPENAI_API_KEY nor OPENAI_BASE_URL" in body["why"]
     assert body["model"] is None and body["prompt"] == "route"
-    assert ROOT.exists()
