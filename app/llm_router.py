@@ -207,7 +207,7 @@ def _id_from_text(content: str, allowed: tuple[str, ...]) -> str:
 
 
 def _classify(exc: openai.APIError) -> ModelError:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
         return ModelError("timeout", "the model did not answer in time", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
         return ModelError("connection", _short(exc), retryable=True)
@@ -223,6 +223,17 @@ def _classify(exc: openai.APIError) -> ModelError:
             return ModelError("not_found", "HTTP 404: check SWITCHBOARD_MODEL and OPENAI_BASE_URL", retryable=False)
         return ModelError("http_error", f"HTTP {status}", retryable=status in (408, 409))
     return ModelError("bad_response", _short(exc), retryable=True)
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when a 'timeout' is really a refused or reset connection: the aiohttp transport reports a refused
+    connection as a connect timeout, which would send operators looking at the wrong thing."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if isinstance(seen, ConnectionError):
+            return True
+    return False
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

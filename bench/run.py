@@ -89,30 +89,44 @@ async def drive(call: Any, items: list[Any], concurrency: int, seconds: float) -
 
 
 async def measure(base_url: str, service_url: str, payloads: list[bytes], requests: list[dict[str, Any]],
-                  concurrency: int, seconds: float) -> tuple[dict[str, float], dict[str, float]]:
+                  concurrency: int, seconds: float) -> dict[str, dict[str, float]]:
+    """Three paths at the same concurrency, each warmed right before it is measured:
+    - direct: the openai client as a developer would call the model (default client, chat.completions.create);
+    - direct_same: the openai client configured as the service configures it (aiohttp transport, raw post);
+    - service: webhooks through Switchboard, sent by a light aiohttp driver (the stand-in for Vapi)."""
+    import aiohttp
+
     limits = httpx2.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
-    direct_client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=30,
-                                       http_client=openai.DefaultAsyncHttpx2Client(limits=limits))
-    http = httpx2.AsyncClient(base_url=service_url, timeout=30, limits=limits)
+    default_client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=30,
+                                        http_client=openai.DefaultAsyncHttpx2Client(limits=limits))
+    same_client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=30,
+                                     http_client=openai.DefaultAioHttpClient(limits=limits))
+    session = aiohttp.ClientSession(base_url=service_url, connector=aiohttp.TCPConnector(limit=concurrency * 2))
 
     async def direct(request: dict[str, Any]) -> None:
-        response = await direct_client.chat.completions.create(**request)
+        response = await default_client.chat.completions.create(**request)
         json.loads(response.choices[0].message.content or "{}")
 
-    async def via_service(body: bytes) -> None:
-        response = await http.post("/webhook", content=body, headers={"content-type": "application/json"})
-        assert response.status_code == 200 and "destination" in response.json(), response.text
+    async def direct_same(request: dict[str, Any]) -> None:
+        response = await same_client.post("/chat/completions", body=request, cast_to=httpx2.Response)
+        json.loads(response.json()["choices"][0]["message"]["content"])
 
+    async def via_service(body: bytes) -> None:
+        async with session.post("/webhook", data=body, headers={"content-type": "application/json"}) as response:
+            answer = await response.json()
+            assert response.status == 200 and "destination" in answer, answer
+
+    out = {}
     try:
-        # Each path is warmed right before it is measured, so both are measured on open connections.
-        await drive(direct, requests, concurrency, min(2.0, seconds))
-        d = await drive(direct, requests, concurrency, seconds)
-        await drive(via_service, payloads, concurrency, min(2.0, seconds))
-        s = await drive(via_service, payloads, concurrency, seconds)
+        for name, call, items in (("direct", direct, requests), ("direct_same", direct_same, requests),
+                                  ("service", via_service, payloads)):
+            await drive(call, items, concurrency, min(2.0, seconds))
+            out[name] = await drive(call, items, concurrency, seconds)
     finally:
-        await direct_client.close()
-        await http.aclose()
-    return d, s
+        await default_client.close()
+        await same_client.close()
+        await session.close()
+    return out
 
 
 def inside(service: ServiceProcess, n: int) -> dict[str, float]:
@@ -165,8 +179,8 @@ def run_once(latency: float, payloads: list[bytes], requests: list[dict[str, Any
     fake, base_url = start_fake(latency)
     service = start_service(base_url)
     try:
-        d, s = asyncio.run(measure(base_url, service.url, payloads, requests, concurrency, seconds))
-        return {"direct": d, "service": s, "rss_mb": service.peak_rss_mb(), "inside": inside(service, s["n"])}
+        paths = asyncio.run(measure(base_url, service.url, payloads, requests, concurrency, seconds))
+        return {**paths, "rss_mb": service.peak_rss_mb(), "inside": inside(service, paths["service"]["n"])}
     finally:
         service.stop()
         assert fake.stdin is not None
@@ -193,20 +207,23 @@ def main() -> None:
     rate, long_ms = offline_rate(payloads, 1.0 if args.smoke else 3.0)
     med = statistics.median
 
-    def row(name: str, runs: list[dict[str, Any]], key: str, unit: str) -> tuple[str, str, str, str]:
-        ratios = [r["service"][key] / r["direct"][key] for r in runs]
-        return (name, f"{med(r['service'][key] for r in runs):.1f}{unit}",
-                f"{med(r['direct'][key] for r in runs):.1f}{unit}",
-                f"**{med(ratios):.3f}** ({', '.join(f'{x:.2f}' for x in ratios)})")
+    def row(name: str, runs: list[dict[str, Any]], key: str, unit: str) -> tuple[str, ...]:
+        cells: list[str] = [name, f"{med(r['service'][key] for r in runs):.1f}{unit}"]
+        for ref in ("direct", "direct_same"):
+            ratios = [r["service"][key] / r[ref][key] for r in runs]
+            cells.append(f"{med(r[ref][key] for r in runs):.1f}{unit}")
+            cells.append(f"**{med(ratios):.3f}** ({', '.join(f'{x:.2f}' for x in ratios)})")
+        return tuple(cells)
 
     rows = [
         row(f"p50 latency, L={args.latency * 1000:.0f} ms, c={args.concurrency}", lats, "p50", " ms"),
         row("p99 latency, same", lats, "p99", " ms"),
         row(f"throughput, L=0, c={args.concurrency}", zeros, "rate", "/s"),
-        ("service peak RSS", f"{max(r['rss_mb'] for r in lats + zeros):.0f} MB", "", ""),
-        ("offline router", f"{rate:.0f} decisions/s", "", f"{long_ms:.2f} ms for a 40+ turn call"),
+        ("service peak RSS", f"{max(r['rss_mb'] for r in lats + zeros):.0f} MB", "", "", "", ""),
+        ("offline router", f"{rate:.0f} decisions/s", "", f"{long_ms:.2f} ms for a 40+ turn call", "", ""),
     ]
-    print(f"| measure (median of {args.rounds}) | service | direct | ratio (each round) |\n|---|---|---|---|")
+    print(f"| measure (median of {args.rounds}) | service | direct, default client | ratio (each round) "
+          "| direct, client as the service sets it | ratio (each round) |\n|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
     ins = {k: med(r["inside"][k] for r in lats) for k in lats[0]["inside"]}

@@ -128,3 +128,19 @@ def test_healthz_says_router_and_model(llm_service):
     body = llm_service().client.get("/healthz").json()
     assert body["status"] == "ok" and body["destinations"] == 9
     assert body["router"] == "llm" and body["model"] == "gpt-4.1-mini" and "OPENAI" in body["why"]
+
+
+def test_the_httpx_transport_works_too(llm_service, fake, log_records):
+    fake.script(answer("billing"), answer("billing", latency=5))
+    service = llm_service(http_client="httpx", timeout=1)
+    assert service.post(transfer_request(BILLING)).json()["destination"]["number"] == "+14155550142"
+    assert "destination" in service.post(transfer_request(BILLING)).json()  # a hang: the fallback, in time
+    assert decision_logs(log_records)[-1]["failure"] == "timeout"
+
+
+def test_refused_connection_is_reported_as_connection(service_factory, log_records):
+    # aiohttp's transport reports a refused connection as a connect timeout; the log must say "connection"
+    for transport in ("aiohttp", "httpx"):
+        service = service_factory(openai_base_url="http://127.0.0.1:9/v1", http_client=transport, max_attempts=1)
+        service.post(transfer_request(BILLING))
+        assert decision_logs(log_records)[-1]["failure"] == "connection", transport
