@@ -8,6 +8,7 @@ finished by then is cancelled.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -111,6 +112,11 @@ class Decider:
             self._fail(decision, "invalid_answer", exc.kind)
         except ModelError as exc:
             self._fail(decision, "llm_error", exc.kind)
+        except Exception:
+            # A bug or an error type nobody mapped: the caller is still on the line, so answer by the failure
+            # policy like any other failure, and leave the full trace in the log for whoever fixes it.
+            logging.getLogger("switchboard").exception("router_crashed")
+            self._fail(decision, "llm_error", "internal")
         else:
             self._accept(decision, choice)
         if decision.failure is not None:

@@ -180,3 +180,16 @@ def test_circuit_breaker_opens_and_answers_at_once(llm_service, fake, catalogue_
     fake.default = answer("tech_support")
     assert "destination" in service.post(transfer_request(TURNS)).json()  # the probe closes it
     assert service.state.breaker.state == "closed"
+
+
+def test_an_unexpected_router_error_still_answers(service_factory, log_records):
+    service = service_factory(router="offline")
+
+    async def broken(query, timeout):
+        raise RuntimeError("a bug")
+
+    service.state.engine.decider.router.choose = broken
+    body = service.post(transfer_request(TURNS)).json()
+    assert body["destination"]["sipUri"] == "sip:frontdesk@pbx.brightline.example"  # the catalogue's fallback
+    assert decision_logs(log_records)[-1]["failure"] == "internal"
+    assert any(r.getMessage() == "router_crashed" and r.exc_info for r in log_records)
