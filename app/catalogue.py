@@ -111,7 +111,7 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
     bundle["$defs"] = _strict(bundle["$defs"])
     schema = {"$defs": bundle["$defs"], "$ref": f"#/$defs/{KINDS[kind]}"}
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)  # type: ignore[no-any-return]
+    return cls(schema)
 
 
 def _destination_problem(dest: dict[str, Any]) -> str | None:
@@ -123,7 +123,7 @@ def _destination_problem(dest: dict[str, Any]) -> str | None:
         path = ".".join(str(p) for p in err.absolute_path)
         where = f"destination.{path}" if path else "destination"
         if err.validator == "additionalProperties":
-            known = list(err.schema.get("properties", {}))
+            known = list(err.schema.get("properties", {})) if isinstance(err.schema, dict) else []
             extra = [k for k in err.instance if k not in known] if isinstance(err.instance, dict) else []
             hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else repr(k)
                      for k in extra]

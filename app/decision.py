@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_any
+from tenacity.stop import stop_base
 
 from .catalogue import NONE, Catalogue
 from .offline_router import OfflineRouter
@@ -128,11 +129,8 @@ class Decider:
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, ModelError) and exc.retryable
 
-        def out_of_time(state: RetryCallState) -> bool:
-            return deadline - time.monotonic() - (state.upcoming_sleep or 0) < MIN_ATTEMPT_S
-
         retrying = AsyncRetrying(retry=retry_if_exception(retryable),
-                                 stop=stop_after_attempt(self.max_attempts) | out_of_time,
+                                 stop=stop_any(stop_after_attempt(self.max_attempts), _OutOfTime(deadline)),
                                  wait=_backoff, reraise=True)
         async for attempt in retrying:
             with attempt:
@@ -197,6 +195,16 @@ class Decider:
             return
         reasons = {"timeout": "routing timed out", "invalid_answer": "routing model gave no valid destination"}
         decision.body = {"error": reasons.get(decision.outcome, "routing model unavailable")}
+
+
+class _OutOfTime(stop_base):
+    """Stop retrying when the next attempt, after its backoff, would start with too little time left."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, state: RetryCallState) -> bool:
+        return self.deadline - time.monotonic() - (state.upcoming_sleep or 0) < MIN_ATTEMPT_S
 
 
 def _loop_deadline(deadline: float) -> float:

@@ -55,7 +55,7 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
         show(conversation_text(row))
         show(f"recorded decision: {decided or '(none recorded)'}")
         while True:
-            answer = ask(f"[Enter] accept {decided or '-'} | an id | s skip | q quit > ").strip()
+            answer = ask(f"[Enter] accept {decided or '-'} | an id | s skip | q quit").strip()
             if answer == "q":
                 return {**counts, "remaining": len(todo) - n + 1}
             if answer == "s":

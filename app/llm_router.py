@@ -168,7 +168,7 @@ class LLMRouter:
 
     def _parse(self, response: Completion, compiled: CompiledPrompt, mode: str, model: str) -> Choice:
         usage = response.usage or Usage()
-        tokens = {"prompt_tokens": usage.prompt_tokens or 0, "completion_tokens": usage.completion_tokens or 0}
+
         if not response.choices:
             raise InvalidAnswer("the response has no choices")
         message = response.choices[0].message
@@ -183,7 +183,8 @@ class LLMRouter:
             destination, reason = answer.destination.strip(), answer.reason
         if destination not in allowed:
             raise InvalidAnswer(f"answer is not an allowed id ({len(destination)} chars)")
-        return Choice(destination=destination, reason=reason, model=model, **tokens)
+        return Choice(destination=destination, reason=reason, model=model, prompt_tokens=usage.prompt_tokens or 0,
+                      completion_tokens=usage.completion_tokens or 0)
 
 
 def _answer_from_json(content: str) -> ModelAnswer:

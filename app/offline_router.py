@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from .catalogue import NONE, Catalogue
@@ -83,7 +83,7 @@ class OfflineIndex:
     def __init__(self, catalogue: Catalogue) -> None:
         docs = []
         for entry in catalogue.entries:
-            tf: Counter[str] = Counter()
+            tf: defaultdict[str, float] = defaultdict(float)
             for term in tokens(entry.id.replace("_", " ").replace("-", " ")):
                 tf[term] += FIELD_WEIGHTS["id"]
             for term in tokens(entry.description):
@@ -114,7 +114,7 @@ class OfflineIndex:
         return out
 
 
-def _caller_terms(text: str, base: float, weights: Counter[str]) -> None:
+def _caller_terms(text: str, base: float, weights: defaultdict[str, float]) -> None:
     text = normalise(text)
     text = DROP_AFTER.sub(lambda m: m.group(1) + " ", text)  # "never mind the bill": the bill is not it
     clauses = [(c, tokens(c)) for c in CLAUSES.split(text)]
@@ -135,7 +135,7 @@ def query_terms(query: Query) -> dict[str, float]:
     caller_positions = [i for i, t in enumerate(turns) if t.speaker == "caller"]
     last = caller_positions[-1] if caller_positions else 0
     changed_at = max((i for i in caller_positions if CHANGE.search(normalise(turns[i].text))), default=-1)
-    weights: Counter[str] = Counter()
+    weights: defaultdict[str, float] = defaultdict(float)
     for i, turn in enumerate(turns):
         if turn.speaker == "caller":
             recency = RECENCY_FLOOR + (1 - RECENCY_FLOOR) * (i / last if last else 1.0)

@@ -30,7 +30,8 @@ def redact(message: dict[str, Any]) -> dict[str, Any]:
             holder["customer"] = {k: REDACTED for k in holder["customer"]}
         if isinstance(holder.get("phoneNumber"), dict):
             holder["phoneNumber"] = {k: v for k, v in holder["phoneNumber"].items() if k in PHONE_NUMBER_KEEP}
-    return _mask_numbers(out)
+    masked: dict[str, Any] = _mask_numbers(out)
+    return masked
 
 
 def _mask_numbers(node: Any) -> Any:
