@@ -106,3 +106,17 @@ def test_healthz_offline_says_why(service_factory):
     body = service_factory().client.get("/healthz").json()
     assert body["router"] == "offline" and "neither OPENAI_API_KEY nor OPENAI_BASE_URL" in body["why"]
     assert body["model"] is None and body["prompt"] == "route"
+
+
+def test_serve_with_two_workers(tmp_path):
+    import httpx2
+
+    service = ServiceProcess({"SWITCHBOARD_ROUTER": "offline"}, tmp_path / "log", workers=2)
+    try:
+        for _ in range(6):
+            response = httpx2.post(service.url + "/webhook", json=BILLING)
+            assert response.status_code == 200 and response.json()["destination"]["number"] == "+14155550142"
+        started = (tmp_path / "log").read_text().count('"event": "started"')
+        assert started == 2  # each worker built its own app, client and catalogue
+    finally:
+        service.stop()
