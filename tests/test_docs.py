@@ -19,3 +19,41 @@ def test_ci_runs_the_readme_test_command():
     assert "test-command" in ci and "bash -c" in ci
     block = README.split("<!-- test-command -->", 1)[1]
     assert "pytest" in block.split("```")[1]
+
+
+def block_after(heading: str, lang: str) -> str:
+    section = README.split(heading, 1)[1]
+    return section.split(f"```{lang}\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_catalogue_example_is_valid():
+    import json
+
+    from app.catalogue import parse
+
+    catalogue = parse(json.loads(block_after("## The catalogue", "json")))
+    assert {e.kind for e in catalogue.entries} == {"number", "sip", "assistant"}
+
+
+def test_readme_prompt_example_is_valid():
+    from app.prompt import parse
+
+    text = block_after("## Routing prompts", "markdown").replace("You route phone calls for ...", "Route.")
+    prompt = parse(text)
+    assert prompt.name == "route" and not prompt.header.reason
+
+
+def test_readme_vapi_answer_example_is_what_the_service_answers():
+    import json
+
+    from click.testing import CliRunner
+
+    from app.cli import _register, cli
+
+    _register()
+    line = next(line for line in README.splitlines() if line.startswith('# {"destination"'))
+    shown = json.loads(line[2:])
+    result = CliRunner().invoke(cli, ["route", "--router", "offline", str(ROOT / "examples/transfer-request.json")],
+                                env={"SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json"),
+                                     "SWITCHBOARD_PROMPT": str(ROOT / "prompts/route.md")})
+    assert json.loads(result.stdout.splitlines()[0]) == shown
