@@ -119,7 +119,7 @@ class Decider:
             logging.getLogger("switchboard").exception("router_crashed")
             self._fail(decision, "llm_error", "internal")
         else:
-            self._accept(decision, choice)
+            self._accept(decision, choice, query)
         if decision.failure is not None:
             self._rescue(decision, query)
         decision.total_ms = (time.monotonic() - started) * 1000
@@ -156,7 +156,13 @@ class Decider:
         if choice.destination != NONE and choice.destination not in query.allowed:
             raise InvalidAnswer("answer is not an allowed id")
 
-    def _accept(self, decision: Decision, choice: Choice) -> None:
+    def _fallback(self, query: Query) -> str | None:
+        """The catalogue's fallback, if this voice assistant may transfer there: a per-assistant subset is a
+        promise about where its calls can go, failures included."""
+        fallback = self.catalogue.fallback
+        return fallback if fallback and fallback in query.allowed else None
+
+    def _accept(self, decision: Decision, choice: Choice, query: Query) -> None:
         decision.chosen = choice.destination
         decision.score, decision.reason = choice.score, choice.reason
         decision.prompt_tokens += choice.prompt_tokens
@@ -166,9 +172,10 @@ class Decider:
         decision.model = choice.model or decision.model
         if choice.destination == NONE:
             decision.outcome = "no_match"
-            if self.catalogue.fallback:
-                decision.answered = self.catalogue.fallback
-                decision.body = self.answer_for(self.catalogue.fallback)
+            fallback = self._fallback(query)
+            if fallback:
+                decision.answered = fallback
+                decision.body = self.answer_for(fallback)
             else:
                 decision.body = {"error": NO_MATCH}
         else:
@@ -188,10 +195,11 @@ class Decider:
                 decision.chosen, decision.answered, decision.score = best, best, round(confidence, 4)
                 decision.body = self.answer_for(best)
                 return
-        if self.catalogue.fallback:
+        fallback = self._fallback(query)
+        if fallback:
             decision.outcome, decision.rescued_by = "fallback", "fallback"
-            decision.answered = self.catalogue.fallback
-            decision.body = self.answer_for(self.catalogue.fallback)
+            decision.answered = fallback
+            decision.body = self.answer_for(fallback)
             return
         reasons = {"timeout": "routing timed out", "invalid_answer": "routing model gave no valid destination"}
         decision.body = {"error": reasons.get(decision.outcome, "routing model unavailable")}

@@ -193,3 +193,16 @@ def test_an_unexpected_router_error_still_answers(service_factory, log_records):
     assert body["destination"]["sipUri"] == "sip:frontdesk@pbx.brightline.example"  # the catalogue's fallback
     assert decision_logs(log_records)[-1]["failure"] == "internal"
     assert any(r.getMessage() == "router_crashed" and r.exc_info for r in log_records)
+
+
+def test_fallback_outside_an_assistants_subset_is_not_answered(llm_service, fake, catalogue_path):
+    data = json.loads(catalogue_path.read_text())
+    data["assistants"]["Billing Only"] = ["billing"]
+    catalogue_path.write_text(json.dumps(data))
+    fake.script(HANG)
+    service = llm_service(timeout=BUDGET)
+    body = service.post(transfer_request(TURNS, assistant={"name": "Billing Only"})).json()
+    assert body == {"error": "routing timed out"}  # front_desk is the fallback, but not this assistant's to use
+    fake.script(answer("none"))
+    assert service.post(transfer_request(TURNS, assistant={"name": "Billing Only"})).json() == {
+        "error": "no suitable destination"}
