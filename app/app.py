@@ -41,7 +41,6 @@ JSON_TYPES = ("application/json", "text/json")
 @dataclass
 class State:
     settings: Settings
-    routing: Routing
     metrics: Metrics = field(default_factory=Metrics)
     breaker: CircuitBreaker | None = None
     clients: Clients | None = None
@@ -57,7 +56,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     if router_name == "llm" and not settings.llm_configured:
         raise ConfigError("SWITCHBOARD_ROUTER=llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
                           "OpenAI-compatible server).")
-    state = State(settings, routing, breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown))
+    state = State(settings, breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown))
     state.stamps = _stamps(settings)
     auth = Authenticator.from_settings(settings)
     recorder = Recorder(settings.record_dir, settings.record_redact) if settings.record_dir else None
@@ -65,7 +64,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.clients = Clients.from_settings(settings) if router_name == "llm" else None
-        state.engine = build_engine(settings, state.routing, state.clients, state.breaker)
+        state.engine = build_engine(settings, routing, state.clients, state.breaker)
         event(logger, "started", **state.engine.describe(), auth=_auth_mode(settings), version=__version__)
         if not auth.enabled:
             event(logger, "no_secret", logging.WARNING,
@@ -223,9 +222,10 @@ def reload(state: State, logger: logging.Logger, trigger: str) -> bool:
         routing = load_routing(state.settings)
         engine = build_engine(state.settings, routing, state.clients, state.breaker)
     except (CatalogueError, PromptError, ConfigError) as exc:
-        event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=str(exc), kept=state.routing.prompt.hash)
+        kept = state.engine.routing.prompt.hash if state.engine else None
+        event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=str(exc), kept_prompt_hash=kept)
         return False
-    state.routing, state.engine = routing, engine
+    state.engine = engine  # one assignment: a request sees the old engine or the new one, never a mix
     event(logger, "reloaded", trigger=trigger, **engine.describe())
     return True
 
