@@ -93,9 +93,7 @@ class Engine:
     def query(self, request: TransferRequest) -> Query:
         """Raises NoConversation when the request has no caller words."""
         conversation = extract(request, include_system_prompt=self.settings.include_system_prompt)
-        assistant = request.assistant
-        allowed = self.catalogue.allowed_for(assistant.id if assistant else None,
-                                             assistant.name if assistant else None)
+        allowed = self.catalogue.allowed_for(*request.assistant_keys)
         return Query(conversation, render(conversation, self.settings.conversation_chars), allowed)
 
     async def decide(self, request: TransferRequest, started: float | None = None) -> Decision:

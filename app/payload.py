@@ -86,16 +86,27 @@ class Named(_Loose):
     name: str | None = None
 
 
+class Call(_Loose):
+    id: str | None = None
+    assistantId: str | None = None  # when the request carries no assistant object
+
+
 class TransferRequest(_Loose):
     type: str
     artifact: Artifact | None = None
     assistant: Named | None = None
-    call: Named | None = None
+    call: Call | None = None
     timestamp: float | str | None = None
 
     @property
     def call_id(self) -> str | None:
         return self.call.id if self.call else None
+
+    @property
+    def assistant_keys(self) -> tuple[str | None, str | None]:
+        """(id, name) of the voice assistant asking, for per-assistant subsets."""
+        assistant_id = (self.assistant.id if self.assistant else None) or (self.call.assistantId if self.call else None)
+        return assistant_id, self.assistant.name if self.assistant else None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:

@@ -144,3 +144,16 @@ def test_refused_connection_is_reported_as_connection(service_factory, log_recor
         service = service_factory(openai_base_url="http://127.0.0.1:9/v1", http_client=transport, max_attempts=1)
         service.post(transfer_request(BILLING))
         assert decision_logs(log_records)[-1]["failure"] == "connection", transport
+
+
+def test_subset_matched_on_call_assistant_id(llm_service, fake, catalogue_path):
+    data = json.loads(catalogue_path.read_text())
+    data["assistants"]["asst-billing-9"] = ["billing", "front_desk"]
+    catalogue_path.write_text(json.dumps(data))
+    fake.script(answer("billing"))
+    request = transfer_request(BILLING)
+    del request["message"]["assistant"]
+    request["message"]["call"]["assistantId"] = "asst-billing-9"
+    llm_service().post(request)
+    enum = fake.requests[-1]["response_format"]["json_schema"]["schema"]["properties"]["destination"]["enum"]
+    assert enum == ["billing", "front_desk", "none"]
