@@ -22,7 +22,7 @@ from .catalogue import NONE, Catalogue
 from .offline_router import OfflineRouter
 from .router import Choice, InvalidAnswer, ModelError, Query, Router
 
-RESERVE_S = 0.05  # kept back from the router for the rescue path and the response itself
+RESERVE_S = 0.1  # kept back from the router for the rescue path, event-loop lag under load, and the response
 MIN_ATTEMPT_S = 0.15  # no point starting an attempt with less time than this
 NO_MATCH = "no suitable destination"
 
