@@ -120,3 +120,30 @@ def test_serve_with_two_workers(tmp_path):
         assert started == 2  # each worker built its own app, client and catalogue
     finally:
         service.stop()
+
+
+def test_shutdown_lets_in_flight_decisions_finish(tmp_path):
+    """A deploy must not drop a caller who is waiting: SIGTERM mid-decision still gets its answer."""
+    import threading
+
+    import httpx2
+
+    from tests.fake_openai import FakeOpenAI
+
+    fake = FakeOpenAI(default=answer("billing", latency=1.0)).start()
+    service = ServiceProcess({"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "k"}, tmp_path / "log")
+    results = []
+    try:
+        worker = threading.Thread(target=lambda: results.append(httpx2.post(service.url + "/webhook", json=BILLING,
+                                                                            timeout=10)))
+        worker.start()
+        assert wait_until(lambda: fake.in_flight == 1)
+        service.proc.terminate()
+        worker.join(timeout=10)
+        assert results and results[0].status_code == 200
+        assert results[0].json()["destination"]["number"] == "+14155550142"
+        # uvicorn finishes the in-flight request, then re-raises SIGTERM so the exit status says why it stopped
+        assert service.proc.wait(timeout=10) in (0, -15)
+    finally:
+        service.stop()
+        fake.stop()
