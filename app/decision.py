@@ -108,16 +108,16 @@ class Decider:
             async with asyncio.timeout_at(_loop_deadline(deadline)):
                 choice = await self._with_retries(query, deadline, decision)
         except TimeoutError:
-            self._fail(decision, "timeout", "timeout")
+            decision.outcome, decision.failure = "timeout", "timeout"
         except InvalidAnswer as exc:
-            self._fail(decision, "invalid_answer", exc.kind)
+            decision.outcome, decision.failure = "invalid_answer", exc.kind
         except ModelError as exc:
-            self._fail(decision, "llm_error", exc.kind)
+            decision.outcome, decision.failure = "llm_error", exc.kind
         except Exception:
             # A bug or an error type nobody mapped: the caller is still on the line, so answer by the failure
             # policy like any other failure, and leave the full trace in the log for whoever fixes it.
             logging.getLogger("switchboard").exception("router_crashed")
-            self._fail(decision, "llm_error", "internal")
+            decision.outcome, decision.failure = "llm_error", "internal"
         else:
             self._accept(decision, choice, query)
         if decision.failure is not None:
@@ -181,9 +181,6 @@ class Decider:
         else:
             decision.answered = choice.destination
             decision.body = self.answer_for(choice.destination)
-
-    def _fail(self, decision: Decision, outcome: str, kind: str) -> None:
-        decision.outcome, decision.failure = outcome, kind
 
     def _rescue(self, decision: Decision, query: Query) -> None:
         """The failure policy: the offline router's confident choice, then the catalogue's fallback, else an

@@ -22,14 +22,11 @@ class AnswerCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, choice TEXT NOT NULL)")
-        self.hits = self.misses = 0
 
     def get(self, key: str) -> Choice | None:
         row = self.db.execute("SELECT choice FROM answers WHERE key = ?", (key,)).fetchone()
         if row is None:
-            self.misses += 1
             return None
-        self.hits += 1
         return dataclasses.replace(Choice(**json.loads(row[0])), cached=True)
 
     def put(self, key: str, choice: Choice) -> None:

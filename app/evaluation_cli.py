@@ -16,13 +16,12 @@ from typing import Any
 import click
 
 from . import report
-from .catalogue import CatalogueError
-from .engine import Clients, ConfigError, Engine, build_engine, load_routing
+from .cli import USER_ERRORS
+from .engine import Clients, Engine, build_engine, load_routing
 from .eval_cache import AnswerCache, CachingRouter
 from .evaluation import PRICES, DatasetError, evaluate, iter_cases, result_rows, score
 from .llm_router import LLMRouter
-from .prompt import PromptError
-from .settings import Settings, SettingsError
+from .settings import Settings
 
 DEFAULT_CACHE = Path(".switchboard-cache/answers.sqlite")
 
@@ -73,7 +72,7 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
             else PRICES
         doc = asyncio.run(_run(settings, list(datasets), prompts, models, routers, concurrency, repeat,
                                None if no_cache else cache_path, price_table))
-    except (CatalogueError, PromptError, ConfigError, SettingsError, DatasetError, ValueError) as exc:
+    except (*USER_ERRORS, DatasetError, ValueError) as exc:
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(2)
     click.echo(report.terminal(doc["combinations"]))

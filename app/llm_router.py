@@ -159,8 +159,7 @@ class LLMRouter:
             keys = '{"reason": "...", "destination": "<id>"}' if header.reason else '{"destination": "<id>"}'
             shape = f"Answer with JSON only, exactly {keys}." if mode == "json_object" else \
                 "Answer with the id alone."
-            ids = ", ".join(compiled.schema["properties"]["destination"]["enum"])
-            note = f"\n\n{shape} The id must be one of: {ids}."
+            note = f"\n\n{shape} The id must be one of: {compiled.ids_text}."
             request["messages"] = [messages[0], {"role": "user", "content": messages[1]["content"] + note}]
             if mode == "json_object":
                 request["response_format"] = {"type": "json_object"}
@@ -168,7 +167,6 @@ class LLMRouter:
 
     def _parse(self, response: Completion, compiled: CompiledPrompt, mode: str, model: str) -> Choice:
         usage = response.usage or Usage()
-
         if not response.choices:
             raise InvalidAnswer("the response has no choices")
         message = response.choices[0].message

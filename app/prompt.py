@@ -57,11 +57,12 @@ class CompiledPrompt:
     dynamic_template: str
     schema: dict[str, Any]
     allowed: tuple[str, ...]
+    ids_text: str  # "billing, sales, ..., none", for {{ids}} and plain-text output modes
 
     def messages(self, conversation: str, hint: str | None) -> list[dict[str, str]]:
         hint_text = f"Hint from the voice assistant (a suggestion, not the answer): {hint}" if hint else ""
         user = _fill(self.dynamic_template, {"conversation": conversation, "hint": hint_text,
-                                             "ids": ", ".join((*self.allowed, NONE))})
+                                             "ids": self.ids_text})
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user.strip()}]
 
 
@@ -137,8 +138,9 @@ def output_schema(allowed: tuple[str, ...], reason: bool) -> dict[str, Any]:
 def compile_all(prompt: Prompt, catalogue: Catalogue) -> dict[tuple[str, ...], CompiledPrompt]:
     out: dict[tuple[str, ...], CompiledPrompt] = {}
     for allowed in catalogue.subsets():
+        ids_text = ", ".join((*allowed, NONE))
         system = _fill(prompt.static_template, {"catalogue": catalogue_text(catalogue, allowed),
-                                                "ids": ", ".join((*allowed, NONE))}).strip()
+                                                "ids": ids_text}).strip()
         out[allowed] = CompiledPrompt(system, prompt.dynamic_template, output_schema(allowed, prompt.header.reason),
-                                      allowed)
+                                      allowed, ids_text)
     return out

@@ -44,17 +44,17 @@ class ServiceProcess:
         self.stop()
         raise RuntimeError(f"service did not start: {log_path.read_text()[-2000:]}")
 
-    def rss_mb(self) -> float:
+    def _status_mb(self, key: str) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def rss_mb(self) -> float:
+        return self._status_mb("VmRSS")
+
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return self._status_mb("VmHWM")
 
     def hup(self) -> None:
         self.proc.send_signal(signal.SIGHUP)
