@@ -6,10 +6,12 @@ from starlette.applications import Starlette
 
 from . import logs
 from .app import create_app
+from .server import GuardedHttpToolsProtocol
 from .settings import Settings
 
 
 def build() -> Starlette:
     settings = Settings.from_env()
-    logs.setup(settings.log_format, settings.log_level, settings.log_conversations)
+    logs.setup(settings.log_format, settings.log_level)
+    GuardedHttpToolsProtocol.header_timeout = settings.read_timeout  # each worker process sets its own
     return create_app(settings)

@@ -24,6 +24,8 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 KINDS = {"number": "TransferDestinationNumber", "sip": "TransferDestinationSip",
          "assistant": "TransferDestinationAssistant"}
+HANDOFF_KINDS = {"assistant": "HandoffDestinationAssistant", "squad": "HandoffDestinationSquad"}
+TRANSFER, HANDOFF = "transfer", "handoff"  # what a request asks for: an entry's `destination` or its `handoff`
 
 
 class CatalogueError(Exception):
@@ -35,7 +37,8 @@ class _EntryModel(BaseModel):
     id: str
     description: str = Field(min_length=1)
     examples: list[str] = Field(default_factory=list)
-    destination: dict[str, Any]
+    destination: dict[str, Any] | None = None
+    handoff: dict[str, Any] | None = None
 
 
 class _FileModel(BaseModel):
@@ -50,11 +53,12 @@ class Entry:
     id: str
     description: str
     examples: tuple[str, ...]
-    destination: dict[str, Any]
+    destination: dict[str, Any] | None  # a Vapi transfer destination, answered to transfer requests
+    handoff: dict[str, Any] | None = None  # a Vapi handoff destination, answered to handoff requests
 
-    @property
-    def kind(self) -> str:
-        return str(self.destination["type"])
+    def target(self, kind: str) -> dict[str, Any] | None:
+        """What this entry answers to a request of `kind` (transfer or handoff), as written in the file."""
+        return self.destination if kind == TRANSFER else self.handoff
 
 
 @dataclass(frozen=True)
@@ -74,16 +78,23 @@ class Catalogue:
     def get(self, entry_id: str) -> Entry | None:
         return self._by_id.get(entry_id)  # type: ignore[attr-defined, no-any-return]
 
-    def allowed_for(self, assistant_id: str | None, assistant_name: str | None) -> tuple[str, ...]:
-        """The ids this voice assistant may transfer to, in catalogue order."""
+    def allowed_for(self, assistant_id: str | None, assistant_name: str | None,
+                    kind: str = TRANSFER) -> tuple[str, ...]:
+        """The ids this voice assistant may send a call to by `kind` (transfer or handoff), in catalogue order."""
+        subset = self.ids
         for key in (assistant_id, assistant_name):
             if key and key in self.assistants:
-                return self.assistants[key]
-        return self.ids
+                subset = self.assistants[key]
+                break
+        return self._with_kind(subset, kind)
+
+    def _with_kind(self, ids: tuple[str, ...], kind: str) -> tuple[str, ...]:
+        return tuple(i for i in ids if self._by_id[i].target(kind) is not None)  # type: ignore[attr-defined]
 
     def subsets(self) -> set[tuple[str, ...]]:
         """Every distinct allowed set, so prompts and schemas can be built once per catalogue."""
-        return {self.ids, *self.assistants.values()}
+        return {self._with_kind(ids, kind) for ids in (self.ids, *self.assistants.values())
+                for kind in (TRANSFER, HANDOFF)} - {()}
 
 
 @cache
@@ -106,22 +117,28 @@ def _strict(node: Any) -> Any:
 
 
 @cache
-def _validator(kind: str) -> jsonschema.protocols.Validator:
-    bundle = copy.deepcopy(_vapi_schemas())
-    bundle["$defs"] = _strict(bundle["$defs"])
-    schema = {"$defs": bundle["$defs"], "$ref": f"#/$defs/{KINDS[kind]}"}
+def _strict_defs() -> dict[str, Any]:
+    defs: dict[str, Any] = _strict(copy.deepcopy(_vapi_schemas()["$defs"]))
+    return defs
+
+
+@cache
+def _validator(schema_name: str) -> jsonschema.protocols.Validator:
+    schema = {"$defs": _strict_defs(), "$ref": f"#/$defs/{schema_name}"}
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema)
 
 
-def _destination_problem(dest: dict[str, Any]) -> str | None:
+def _destination_problem(dest: dict[str, Any], field: str = "destination") -> str | None:
+    kinds = KINDS if field == "destination" else HANDOFF_KINDS
     kind = dest.get("type")
-    if kind not in KINDS:
-        return f"destination.type: must be one of {sorted(KINDS)}, got {kind!r}"
-    errors = sorted(_validator(str(kind)).iter_errors(dest), key=lambda e: list(e.absolute_path))
+    if kind not in kinds:
+        dynamic = " ('dynamic' would ask this service again)" if kind == "dynamic" else ""
+        return f"{field}.type: must be one of {sorted(kinds)}, got {kind!r}{dynamic}"
+    errors = sorted(_validator(kinds[str(kind)]).iter_errors(dest), key=lambda e: list(e.absolute_path))
     for err in errors:
         path = ".".join(str(p) for p in err.absolute_path)
-        where = f"destination.{path}" if path else "destination"
+        where = f"{field}.{path}" if path else field
         if err.validator == "additionalProperties":
             known = list(err.schema.get("properties", {})) if isinstance(err.schema, dict) else []
             extra = [k for k in err.instance if k not in known] if isinstance(err.instance, dict) else []
@@ -157,11 +174,15 @@ def parse(data: Any, source: str = "destinations.json") -> Catalogue:
         seen.add(raw.id)
         if not raw.description.strip():
             raise CatalogueError(f"{source}: {label}: description is empty; the router reads it to choose")
-        problem = _destination_problem(raw.destination)
-        if problem:
-            raise CatalogueError(f"{source}: {label}: {problem}")
+        if raw.destination is None and raw.handoff is None:
+            raise CatalogueError(f"{source}: {label}: needs a \"destination\" (for transfers), a \"handoff\" "
+                                 "(for handoffs), or both")
+        for field_name, target in (("destination", raw.destination), ("handoff", raw.handoff)):
+            problem = _destination_problem(target, field_name) if target is not None else None
+            if problem:
+                raise CatalogueError(f"{source}: {label}: {problem}")
         examples = tuple(x.strip() for x in raw.examples if x.strip())
-        entries.append(Entry(raw.id, raw.description.strip(), examples, raw.destination))
+        entries.append(Entry(raw.id, raw.description.strip(), examples, raw.destination, raw.handoff))
     if model.fallback is not None and model.fallback not in seen:
         raise CatalogueError(f"{source}: fallback: {model.fallback!r} is not the id of any destination "
                              f"(ids: {', '.join(sorted(seen))})")

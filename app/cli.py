@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import logging
 import sys
 import time
 from typing import Any
@@ -18,7 +18,7 @@ from . import __version__, logs
 from .catalogue import CatalogueError
 from .conversation import NoConversation
 from .engine import Clients, ConfigError, build_engine, load_routing
-from .payload import TRANSFER_REQUEST, PayloadError, parse_json, parse_transfer_request
+from .payload import DESTINATION_REQUESTS, PayloadError, parse_json, parse_request
 from .prompt import PromptError
 from .settings import Settings, SettingsError
 
@@ -48,13 +48,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--host", default=lambda: os.environ.get("SWITCHBOARD_HOST", "127.0.0.1"), show_default="127.0.0.1",
-              help="Interface to listen on (env SWITCHBOARD_HOST). Use 0.0.0.0 to accept outside traffic.")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("SWITCHBOARD_PORT", "8000")),
-              show_default="8000", help="Port (env SWITCHBOARD_PORT).")
+@click.option("--host", help="Interface to listen on (default: SWITCHBOARD_HOST, else 127.0.0.1). Use 0.0.0.0 to "
+              "accept outside traffic.")
+@click.option("--port", type=int, help="Port, 1 to 65535 (default: SWITCHBOARD_PORT, else 8000).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes; each keeps its own model client, metrics and recording file.")
-def serve(host: str, port: int, workers: int) -> None:
+              help="Worker processes; each keeps its own model client and recording file; metrics are shared.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the webhook service with uvicorn.
 
     \b
@@ -62,21 +61,32 @@ def serve(host: str, port: int, workers: int) -> None:
       switchboard serve --port 8000
       curl -s localhost:8000/healthz
     """
+    from . import server
+
+    metrics_dir = server.prepare_metrics_dir(workers)  # before prometheus-client is imported
     import uvicorn
 
     from .app import create_app
 
-    settings = settings_from()
-    logs.setup(settings.log_format, settings.log_level, settings.log_conversations)
+    settings = settings_from(host=host, port=port)
+    logs.setup(settings.log_format, settings.log_level)
     try:
         create_app(settings)  # fail fast, in this process, on a broken catalogue, prompt or settings
-    except USER_ERRORS as exc:
+        server.check_port_free(settings.host, settings.port)
+    except (*USER_ERRORS, server.ServeError) as exc:
         fail(str(exc))
-    uvicorn.run("app.asgi:build", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=10,
-                # Longer than common load balancers' idle timeouts (60 s), so they never reuse a connection
-                # uvicorn has just closed (its default of 5 s causes sporadic 502s behind one).
-                timeout_keep_alive=75)
+    fd_limit = server.raise_fd_limit()
+    options = server.uvicorn_options(max_connections=settings.max_connections, read_timeout=settings.read_timeout,
+                                     fd_limit=fd_limit)
+    if options["limit_concurrency"] < settings.max_connections:
+        logs.event(logging.getLogger(logs.LOGGER), "connection_limit_lowered", logging.WARNING,
+                   wanted=settings.max_connections, allowed=options["limit_concurrency"], open_file_limit=fd_limit,
+                   hint="raise the open-file limit (ulimit -n, or LimitNOFILE= in systemd)")
+    try:
+        uvicorn.run("app.asgi:build", factory=True, host=settings.host, port=settings.port, workers=workers,
+                    **options)
+    finally:
+        server.cleanup_metrics_dir(metrics_dir)
 
 
 @cli.command()
@@ -104,9 +114,9 @@ def route(file: Any, router: str | None) -> None:
 async def _route_one(settings: Settings, body: bytes, router: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.monotonic()
     message = parse_json(body)
-    if message["type"] != TRANSFER_REQUEST:
-        return {}, {"type": message["type"], "note": "not a transfer request: the service answers {} at once"}
-    request = parse_transfer_request(message)
+    if message["type"] not in DESTINATION_REQUESTS:
+        return {}, {"type": message["type"], "note": "not a destination request: the service answers {} at once"}
+    request = parse_request(message)
     routing = load_routing(settings)
     name = router or settings.router_choice()[0]
     clients = Clients.from_settings(settings) if name == "llm" else None
@@ -119,7 +129,8 @@ async def _route_one(settings: Settings, body: bytes, router: str | None) -> tup
     finally:
         if clients is not None:
             await clients.close()
-    details = {"call_id": request.call_id, "chosen": decision.chosen, "answered": decision.answered,
+    details = {"type": request.type, "call_id": request.call_id, "unreachable": decision.unreachable or None,
+               "chosen": decision.chosen, "answered": decision.answered,
                "outcome": decision.outcome, "failure": decision.failure, "rescued_by": decision.rescued_by,
                "router": decision.router, "model": decision.model, "score": decision.score,
                "reason": decision.reason, "attempts": decision.attempts, "total_ms": round(decision.total_ms, 1),
@@ -140,7 +151,10 @@ def check() -> None:
     cat, prompt = routing.catalogue, routing.prompt
     kinds: dict[str, int] = {}
     for entry in cat.entries:
-        kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+        for target in (entry.destination, entry.handoff):
+            if target is not None:
+                name = f"{target['type']}{' handoff' if target is entry.handoff else ''}"
+                kinds[name] = kinds.get(name, 0) + 1
     click.echo(f"{cat.source}: {len(cat.entries)} destinations "
                f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}); "
                f"fallback: {cat.fallback or 'none (errors are answered)'}; "

@@ -1,23 +1,32 @@
-"""The conversation so far, taken from the request's artifact and rendered for a router.
+"""The conversation so far, taken from the request's artifact and cut to the window a router sees.
 
-Vapi may send up to three views of the same call; the richest one present wins:
-`messages`, then `messagesOpenAIFormatted`, then `transcript`.
+Vapi may send up to three views of the same call; the first with caller words wins: `messages`, then
+`messagesOpenAIFormatted`, then `transcript`. The window (the opening caller turns and the most recent turns
+that fit the size budget) is chosen first, and only the messages inside it are validated and read, so the
+work per request is bounded by the budget, not by the size of the body: a 1 MiB body of 31,000 turns costs
+what an 8,000-character conversation costs.
 """
 
 from __future__ import annotations
 
-import json
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from .payload import Artifact, ToolCall, TransferRequest
+import pydantic_core
+
+from .payload import ArtifactMessage, DestinationRequest, OpenAIFormattedMessage, ToolCall, typed_item
 
 Speaker = Literal["caller", "assistant", "tool", "system"]
 LABELS: dict[Speaker, str] = {"caller": "Caller", "assistant": "Assistant", "tool": "Tool", "system": "System"}
 MAX_TURN_CHARS = 1200  # one runaway turn must not crowd out the rest
 OPENING_CALLER_TURNS = 2  # why they called is usually said first
+MAX_SCAN = 2000  # messages looked at from each end; turns that add no text (tool calls) still cost a look
+MAX_ARGUMENT_CHARS = 4000  # a tool call's arguments longer than this are not read: no hint is that long
+HINT_CHARS = 500
+MARKER_CHARS = 48  # room kept for the "[... N earlier messages omitted ...]" line
 
 
 class NoConversation(Exception):
@@ -29,153 +38,255 @@ class Turn:
     speaker: Speaker
     text: str
 
+    @property
+    def line(self) -> str:
+        return f"{LABELS[self.speaker]}: {self.text}"
+
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
+    """The window of the call a router sees. `omitted` messages were skipped after the first `head` turns."""
+
     turns: tuple[Turn, ...]
     hint: str | None
     source: str
+    omitted: int = 0
+    head: int = 0
 
     def caller_text(self) -> str:
         return " ".join(t.text for t in self.turns if t.speaker == "caller")
 
 
-def extract(request: TransferRequest, *, include_system_prompt: bool = False) -> Conversation:
-    artifact = request.artifact or Artifact()
-    views: tuple[tuple[str, Callable[[], list[Turn]]], ...] = (  # built only until one has caller words
-        ("messages", lambda: _from_messages(artifact, include_system_prompt)),
-        ("messagesOpenAIFormatted", lambda: _from_openai(artifact, include_system_prompt)),
-        ("transcript", lambda: _from_transcript(artifact.transcript)),
-    )
+class _View:
+    """One conversation view as a sequence of messages, each read (and validated) only when looked at."""
+
+    def __init__(self, size: int, read: Callable[[int], Turn | None]) -> None:
+        self.size, self._read = size, read
+        self._seen: dict[int, Turn | None] = {}
+
+    def turn(self, index: int) -> Turn | None:
+        if index not in self._seen:
+            self._seen[index] = self._read(index)
+        return self._seen[index]
+
+
+def extract(request: DestinationRequest, *, include_system_prompt: bool = False,
+            budget_chars: int = 8000) -> Conversation:
+    artifact = request.artifact
+    views: list[tuple[str, Callable[[], _View | None]]] = [
+        ("messages", lambda: _messages_view(artifact.messages if artifact else None, include_system_prompt)),
+        ("messagesOpenAIFormatted",
+         lambda: _openai_view(artifact.messagesOpenAIFormatted if artifact else None, include_system_prompt)),
+        ("transcript", lambda: _transcript_view(artifact.transcript if artifact else None)),
+    ]
     for source, build in views:
-        turns = build()
-        if any(t.speaker == "caller" for t in turns):
-            # The transfer tool's arguments live in the structured views only.
-            if source == "messagesOpenAIFormatted":
-                hint = _hint_from_openai(artifact)
-            elif source == "messages":
-                hint = _hint_from_messages(artifact)
-            else:
-                hint = _hint_from_messages(artifact) or _hint_from_openai(artifact)
-            return Conversation(turns=tuple(turns), hint=hint, source=source)
+        view = build()
+        if view is None or view.size == 0:
+            continue
+        window = _window(view, budget_chars)
+        if window is not None:
+            turns, omitted, head = window
+            return Conversation(turns, _hint(request, source), source, omitted, head)
     raise NoConversation(
         "no usable conversation: message.artifact has no caller turns in messages, "
         "messagesOpenAIFormatted or transcript"
     )
 
 
+def _window(view: _View, budget: int) -> tuple[tuple[Turn, ...], int, int] | None:
+    """All turns if they fit; else the opening caller turns, then the most recent turns that fit.
+    None when the view has no caller turn within reach."""
+    tail, reached = _scan_back(view, view.size - 1, -1, budget)
+    if reached:
+        return (tuple(tail), 0, 0) if any(t.speaker == "caller" for t in tail) else None
+    head: list[tuple[int, Turn]] = []
+    for i in range(min(view.size, MAX_SCAN)):
+        turn = view.turn(i)
+        if turn is not None and turn.speaker == "caller":
+            head.append((i, turn))
+            if len(head) == OPENING_CALLER_TURNS:
+                break
+    head_cost = sum(len(t.line) + 1 for _, t in head) + MARKER_CHARS
+    stop = head[-1][0] if head else -1
+    tail, _ = _scan_back(view, view.size - 1, stop, budget - head_cost)
+    turns = tuple(t for _, t in head) + tuple(tail)
+    if not any(t.speaker == "caller" for t in turns):
+        return None
+    omitted = view.size - 1 - stop - len(tail)  # messages between the head and the tail, tool calls included
+    return turns, max(omitted, 0), len(head)
+
+
+def _scan_back(view: _View, start: int, stop: int, budget: int) -> tuple[list[Turn], bool]:
+    """Turns from `start` down to (not including) `stop` while they fit the budget, oldest first; and whether
+    every message down to `stop` was taken."""
+    taken: list[Turn] = []
+    used = 0
+    looked = 0
+    index = start
+    while index > stop:
+        if looked == MAX_SCAN:
+            return taken[::-1], False
+        looked += 1
+        turn = view.turn(index)
+        if turn is not None:
+            cost = len(turn.line) + 1
+            if used + cost > budget:
+                return taken[::-1], False
+            used += cost
+            taken.append(turn)
+        index -= 1
+    return taken[::-1], True
+
+
 def _clean(text: str | None) -> str:
-    return " ".join((text or "").split())[:MAX_TURN_CHARS]
+    # Cut before splitting: a 1 MB message is not worth splitting into words.
+    return " ".join((text or "")[: MAX_TURN_CHARS * 4].split())[:MAX_TURN_CHARS]
 
 
-def _from_messages(artifact: Artifact, include_system: bool) -> list[Turn]:
-    turns: list[Turn] = []
-    for m in artifact.typed_messages():
+def _messages_view(items: list[Any] | None, include_system: bool) -> _View | None:
+    if not items:
+        return None
+
+    def read(i: int) -> Turn | None:
+        m = typed_item(ArtifactMessage, items, i, "message.artifact.messages")
         text = _clean(m.message)
         if m.role == "user" and text:
-            turns.append(Turn("caller", text))
-        elif m.role in ("bot", "assistant") and text:
-            turns.append(Turn("assistant", text))
-        elif m.role == "system" and include_system and text:
-            turns.append(Turn("system", text))
-        elif m.role == "tool_call_result" and m.result and m.name and not _is_transfer(m.name):
-            turns.append(Turn("tool", f"{m.name} returned: {_clean(m.result)[:300]}"))
-    return turns
+            return Turn("caller", text)
+        if m.role in ("bot", "assistant") and text:
+            return Turn("assistant", text)
+        if m.role == "system" and include_system and text:
+            return Turn("system", text)
+        if m.role == "tool_call_result" and m.result and m.name and not _is_transfer(m.name):
+            return Turn("tool", f"{m.name} returned: {_clean(m.result)[:300]}")
+        return None
+
+    return _View(len(items), read)
 
 
-def _from_openai(artifact: Artifact, include_system: bool) -> list[Turn]:
+def _openai_view(items: list[Any] | None, include_system: bool) -> _View | None:
+    if not items:
+        return None
     roles: dict[str, Speaker] = {"user": "caller", "assistant": "assistant", "system": "system"}
-    turns: list[Turn] = []
-    for m in artifact.typed_openai_messages():
+
+    def read(i: int) -> Turn | None:
+        m = typed_item(OpenAIFormattedMessage, items, i, "message.artifact.messagesOpenAIFormatted")
         speaker = roles.get(m.role)
         if speaker is None or (speaker == "system" and not include_system):
-            continue
+            return None
         content = m.content
         if isinstance(content, list):  # content parts: keep the text ones
-            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            content = " ".join(str(p.get("text", "")) for p in content[:50] if isinstance(p, dict))
         text = _clean(content)
-        if text:
-            turns.append(Turn(speaker, text))
-    return turns
+        return Turn(speaker, text) if text else None
+
+    return _View(len(items), read)
 
 
 _TRANSCRIPT_LINE = re.compile(r"^\s*(AI|Assistant|Bot|User|Customer|Caller)\s*:\s*(.*)$", re.IGNORECASE)
 
 
-def _from_transcript(transcript: str | None) -> list[Turn]:
-    turns: list[Turn] = []
-    for line in (transcript or "").splitlines():
-        match = _TRANSCRIPT_LINE.match(line)
-        if match:
-            who = match.group(1).lower()
-            speaker: Speaker = "caller" if who in ("user", "customer", "caller") else "assistant"
-            text = _clean(match.group(2))
-            if text:
-                turns.append(Turn(speaker, text))
-        elif line.strip() and turns:  # a wrapped line continues the previous turn
-            last = turns[-1]
-            turns[-1] = Turn(last.speaker, _clean(last.text + " " + line))
-    return turns
+def _transcript_view(transcript: str | None) -> _View | None:
+    """Each speaker line is a turn; a line with no speaker continues the turn above it."""
+    if not transcript or not transcript.strip():
+        return None
+    lines = transcript.splitlines()
+
+    def read(i: int) -> Turn | None:
+        match = _TRANSCRIPT_LINE.match(lines[i])
+        if not match:
+            return None
+        parts = [match.group(2)]
+        for follow in lines[i + 1: i + 1 + 20]:  # wrapped lines, as far as the next speaker
+            if _TRANSCRIPT_LINE.match(follow):
+                break
+            parts.append(follow)
+        text = _clean(" ".join(parts))
+        if not text:
+            return None
+        return Turn("caller" if match.group(1).lower() in ("user", "customer", "caller") else "assistant", text)
+
+    return _View(len(lines), read)
 
 
 def _is_transfer(name: str | None) -> bool:
     return bool(name) and "transfer" in (name or "").lower()
 
 
-def _arguments_hint(calls: list[ToolCall] | None) -> str | None:
-    for call in reversed(calls or []):
-        fn = call.function
-        if fn is None:
-            continue
-        args = fn.arguments
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else None
-            except json.JSONDecodeError:
-                args = {"text": args}
-        if isinstance(args, dict):
-            args = {k: v for k, v in args.items() if v not in (None, "", [], {})}
-        if args:
-            hint = ", ".join(f"{k}: {v}" for k, v in args.items()) if isinstance(args, dict) else str(args)
-            return _clean(hint)[:500]
+def _hint(request: DestinationRequest, source: str) -> str | None:
+    """The arguments the voice assistant's model wrote for the transfer or handoff: a hint, never the answer."""
+    if request.parameters:
+        return _format_arguments(request.parameters)
+    artifact = request.artifact
+    if artifact is None:
         return None
+    if source == "messagesOpenAIFormatted":
+        return _hint_from_openai(artifact.messagesOpenAIFormatted)
+    if source == "messages":
+        return _hint_from_messages(artifact.messages)
+    return _hint_from_messages(artifact.messages) or _hint_from_openai(artifact.messagesOpenAIFormatted)
+
+
+def _hint_from_messages(items: list[Any] | None) -> str | None:
+    for i in range(len(items or ()) - 1, max(-1, len(items or ()) - 1 - MAX_SCAN), -1):
+        assert items is not None
+        if isinstance(items[i], dict) and items[i].get("role") == "tool_calls":
+            return _arguments_hint(typed_item(ArtifactMessage, items, i, "message.artifact.messages").toolCalls)
     return None
 
 
-def _hint_from_messages(artifact: Artifact) -> str | None:
-    for m in reversed(artifact.typed_messages()):
-        if m.role == "tool_calls":
-            return _arguments_hint(m.toolCalls)
-    return None
-
-
-def _hint_from_openai(artifact: Artifact) -> str | None:
-    for m in reversed(artifact.typed_openai_messages()):
-        if m.role == "assistant" and m.tool_calls:
+def _hint_from_openai(items: list[Any] | None) -> str | None:
+    for i in range(len(items or ()) - 1, max(-1, len(items or ()) - 1 - MAX_SCAN), -1):
+        assert items is not None
+        if isinstance(items[i], dict) and items[i].get("role") == "assistant" and items[i].get("tool_calls"):
+            m = typed_item(OpenAIFormattedMessage, items, i, "message.artifact.messagesOpenAIFormatted")
             return _arguments_hint(m.tool_calls)
     return None
 
 
-def render(conversation: Conversation, budget_chars: int) -> str:
-    """Lines of `Speaker: text`, cut to the budget: opening caller turns and the most recent turns stay."""
-    lines = [f"{LABELS[t.speaker]}: {t.text}" for t in conversation.turns]
-    if sum(len(line) + 1 for line in lines) <= budget_chars:
-        return "\n".join(lines)
-    keep_head: list[int] = []
-    for i, t in enumerate(conversation.turns):
-        if t.speaker == "caller":
-            keep_head.append(i)
-            if len(keep_head) == OPENING_CALLER_TURNS:
-                break
-    head = [lines[i] for i in keep_head]
-    used = sum(len(line) + 1 for line in head) + 40
-    tail: list[str] = []
-    for i in range(len(lines) - 1, (keep_head[-1] if keep_head else -1), -1):
-        if used + len(lines[i]) + 1 > budget_chars:
-            break
-        used += len(lines[i]) + 1
-        tail.append(lines[i])
-    tail.reverse()
-    omitted = len(lines) - len(head) - len(tail)
-    marker = f"[... {omitted} turns omitted ...]"
-    return "\n".join([*head, marker, *tail]) if omitted else "\n".join([*head, *tail])
+def _arguments_hint(calls: list[ToolCall] | None) -> str | None:
+    for call in reversed(calls or []):
+        if call.function is not None:
+            return _format_arguments(read_arguments(call.function.arguments))
+    return None
+
+
+def read_arguments(args: str | dict[str, Any] | None) -> Any:
+    """A tool call's arguments as data. Arguments that cannot be read (not JSON, too long, nested too deep,
+    numbers too large) are no hint: None, never an exception."""
+    if not isinstance(args, str):
+        return args
+    text = args.strip()
+    if not text or len(text) > MAX_ARGUMENT_CHARS:
+        return None
+    try:
+        return pydantic_core.from_json(text)  # bounded recursion and number size, unlike json.loads
+    except (ValueError, TypeError):
+        return None
+
+
+def _format_arguments(args: Any) -> str | None:
+    if isinstance(args, dict):
+        args = {k: v for k, v in list(args.items())[:20] if v not in (None, "", [], {})}
+        text = ", ".join(f"{k}: {_short(v)}" for k, v in args.items())
+    elif isinstance(args, str | int | float) and not isinstance(args, bool):
+        text = str(args)
+    else:
+        return None
+    return _clean(text)[:HINT_CHARS] or None
+
+
+_SHORT = reprlib.Repr()  # keyword arguments to Repr() arrived only in Python 3.12
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxother = 3, 8, 8, 200, 80
+
+
+def _short(value: Any) -> str:
+    """A value for the hint line, without walking (or printing) all of a large nested structure."""
+    return value if isinstance(value, str) else _SHORT.repr(value)
+
+
+def render(conversation: Conversation) -> str:
+    """Lines of `Speaker: text`, with a marker where messages were left out."""
+    lines = [t.line for t in conversation.turns]
+    if conversation.omitted:
+        lines.insert(conversation.head, f"[... {conversation.omitted} earlier messages omitted ...]")
+    return "\n".join(lines)

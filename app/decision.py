@@ -29,9 +29,10 @@ NO_MATCH = "no suitable destination"
 
 @dataclass
 class Decision:
-    outcome: str  # routed | no_match | timeout | llm_error | invalid_answer | fallback
+    outcome: str  # routed | no_match | timeout | llm_error | invalid_answer | fallback | no_destination
     body: dict[str, Any]
     router: str
+    kind: str = "transfer"  # what was asked for: transfer or handoff
     chosen: str | None = None  # the router's validated answer (an id or "none"); None when it failed
     answered: str | None = None  # the catalogue id whose destination the answer carries
     failure: str | None = None  # what went wrong, when the router failed
@@ -44,20 +45,33 @@ class Decision:
     reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the provider served from its cache
     total_ms: float = 0.0
     llm_ms: float = 0.0
     errors: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # "billing (no-answer)": left out of this request
 
 
 class CircuitBreaker:
-    """After `failures` consecutive model failures, stop calling the model for `cooldown` seconds, then let
-    one probe through; its result closes or reopens the circuit."""
+    """After `failures` consecutive failed model attempts, stop calling the model for `cooldown` seconds, then
+    let one probe through; its result closes or reopens the circuit.
 
-    def __init__(self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+    Every attempt that `allow()` lets through must be settled by exactly one `record()`, whatever way it ends
+    (answer, error, timeout, cancellation): the decider does it in a `finally`. A probe that is never settled
+    would keep the circuit half-open, with routing off, until a restart.
+    """
+
+    def __init__(self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[str, str], None] | None = None) -> None:
         self.failures, self.cooldown, self.clock = failures, cooldown, clock
+        self.on_change = on_change  # (old state, new state), for logs and alerts
         self.consecutive = 0
         self.opened_at: float | None = None
         self.probing = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.failures > 0
 
     @property
     def state(self) -> str:
@@ -66,20 +80,27 @@ class CircuitBreaker:
         return "half_open" if self.clock() - self.opened_at >= self.cooldown else "open"
 
     def allow(self) -> bool:
-        if self.failures <= 0 or self.opened_at is None:
+        if not self.enabled or self.opened_at is None:
             return True
         if self.state == "half_open" and not self.probing:
             self.probing = True
             return True
         return False
 
-    def success(self) -> None:
-        self.consecutive, self.opened_at, self.probing = 0, None, False
-
-    def failure(self) -> None:
-        self.consecutive += 1
-        if self.failures > 0 and (self.probing or self.consecutive >= self.failures):
-            self.opened_at, self.probing = self.clock(), False
+    def record(self, ok: bool) -> None:
+        """Settle one attempt: `ok` when the model answered (even with an id that is not allowed)."""
+        if not self.enabled:
+            return
+        before = self.state
+        if ok:
+            self.consecutive, self.opened_at, self.probing = 0, None, False
+        else:
+            self.consecutive += 1
+            if self.probing or self.consecutive >= self.failures:
+                self.opened_at, self.probing = self.clock(), False
+        after = self.state
+        if after != before and self.on_change is not None:
+            self.on_change(before, after)
 
 
 @dataclass
@@ -92,19 +113,28 @@ class Decider:
     offline: OfflineRouter | None = None
     breaker: CircuitBreaker | None = None
 
-    def answer_for(self, entry_id: str) -> dict[str, Any]:
+    def answer_for(self, entry_id: str, kind: str) -> dict[str, Any]:
+        """The catalogue entry's own destination (or handoff) object: never anything a router wrote."""
         entry = self.catalogue.get(entry_id)
-        if entry is None:  # cannot happen after validation; refuse rather than answer something invented
-            raise InvalidAnswer("id not in catalogue")
-        return {"destination": entry.destination}
+        target = entry.target(kind) if entry is not None else None
+        if target is None:  # cannot happen after validation; refuse rather than answer something invented
+            raise InvalidAnswer(f"id has no {kind} destination in the catalogue")
+        return {"destination": target}
 
     async def decide(self, query: Query, started: float | None = None) -> Decision:
         started = time.monotonic() if started is None else started
         deadline = started + self.timeout - RESERVE_S
-        decision = Decision(outcome="routed", body={}, router=self.router.name, model=self.router.model)
+        decision = Decision(outcome="routed", body={}, router=self.router.name, kind=query.kind,
+                            model=self.router.model, unreachable=[f"{i} ({why})" for i, why in query.unreachable])
+        if not query.allowed:
+            decision.outcome, decision.failure = "no_destination", "no_destination"
+            what = "handoff" if query.kind == "handoff" else "transfer"
+            decision.body = {"error": f"no {what} destination left to offer: " + (
+                "every allowed one failed earlier in this call" if query.unreachable else
+                "the catalogue has none for this assistant")}
+            decision.total_ms = (time.monotonic() - started) * 1000
+            return decision
         try:
-            if self.breaker is not None and self.router.name == "llm" and not self.breaker.allow():
-                raise ModelError("breaker_open", "circuit breaker open after repeated failures", retryable=False)
             async with asyncio.timeout_at(_loop_deadline(deadline)):
                 choice = await self._with_retries(query, deadline, decision)
         except TimeoutError:
@@ -126,30 +156,51 @@ class Decider:
         return decision
 
     async def _with_retries(self, query: Query, deadline: float, decision: Decision) -> Choice:
+        try:
+            return await self._retry_loop(query, deadline, decision)
+        except BaseException as exc:
+            # tenacity keeps each attempt's exception, and its traceback holds the frames that hold tenacity's
+            # state: a reference cycle of ~200 objects per failed decision, which under a hang storm fed full
+            # garbage-collection passes of hundreds of ms. The decision needs the error's kind, not its frames.
+            raise exc.with_traceback(None) from None
+
+    async def _retry_loop(self, query: Query, deadline: float, decision: Decision) -> Choice:
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, ModelError) and exc.retryable
 
+        # Called rather than iterated: the iterator form keeps its state on the AsyncRetrying object, and the two
+        # refer to each other (one more cycle per decision for the garbage collector).
         retrying = AsyncRetrying(retry=retry_if_exception(retryable),
                                  stop=stop_any(stop_after_attempt(self.max_attempts), _OutOfTime(deadline)),
                                  wait=_backoff, reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                decision.attempts += 1
-                t0 = time.monotonic()
-                try:
-                    choice = await self.router.choose(query, deadline - t0)
-                    self._validate(choice, query)
-                except ModelError as exc:
-                    decision.errors.append(exc.kind)
-                    if self.breaker is not None and self.router.name == "llm" and not isinstance(exc, InvalidAnswer):
-                        self.breaker.failure()
-                    raise
-                finally:
-                    decision.llm_ms += (time.monotonic() - t0) * 1000
-                if self.breaker is not None and self.router.name == "llm":
-                    self.breaker.success()
-                return choice
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        try:
+            return await retrying(self._attempt, query, deadline, decision)
+        finally:
+            retrying.iter_state.reset()  # its pending actions refer back to `retrying`: one more cycle
+
+    async def _attempt(self, query: Query, deadline: float, decision: Decision) -> Choice:
+        """One model attempt, settled with the breaker exactly once whichever way it ends."""
+        breaker = self.breaker if self.router.name == "llm" and self.breaker is not None else None
+        if breaker is not None and not breaker.allow():
+            raise ModelError("breaker_open", "circuit breaker open after repeated failures", retryable=False)
+        decision.attempts += 1
+        answered = False  # stays False on errors, timeouts and cancellation: each is a model failure
+        t0 = time.monotonic()
+        try:
+            choice = await self.router.choose(query, deadline - t0)
+            answered = True
+            self._validate(choice, query)
+            return choice
+        except ModelError as exc:
+            # An answer that is not an allowed id still shows the model is up: it is retried, but does not
+            # count towards opening the breaker (else one caller could talk it open for everyone).
+            answered = answered or isinstance(exc, InvalidAnswer)
+            decision.errors.append(exc.kind)
+            raise
+        finally:
+            decision.llm_ms += (time.monotonic() - t0) * 1000
+            if breaker is not None:
+                breaker.record(answered)
 
     @staticmethod
     def _validate(choice: Choice, query: Query) -> None:
@@ -175,12 +226,12 @@ class Decider:
             fallback = self._fallback(query)
             if fallback:
                 decision.answered = fallback
-                decision.body = self.answer_for(fallback)
+                decision.body = self.answer_for(fallback, query.kind)
             else:
                 decision.body = {"error": NO_MATCH}
         else:
             decision.answered = choice.destination
-            decision.body = self.answer_for(choice.destination)
+            decision.body = self.answer_for(choice.destination, query.kind)
 
     def _rescue(self, decision: Decision, query: Query) -> None:
         """The failure policy: the offline router's confident choice, then the catalogue's fallback, else an
@@ -190,13 +241,13 @@ class Decider:
             if confidence >= self.offline.threshold and best in query.allowed:
                 decision.outcome, decision.rescued_by = "fallback", "offline"
                 decision.chosen, decision.answered, decision.score = best, best, round(confidence, 4)
-                decision.body = self.answer_for(best)
+                decision.body = self.answer_for(best, query.kind)
                 return
         fallback = self._fallback(query)
         if fallback:
             decision.outcome, decision.rescued_by = "fallback", "fallback"
             decision.answered = fallback
-            decision.body = self.answer_for(fallback)
+            decision.body = self.answer_for(fallback, query.kind)
             return
         reasons = {"timeout": "routing timed out", "invalid_answer": "routing model gave no valid destination"}
         decision.body = {"error": reasons.get(decision.outcome, "routing model unavailable")}

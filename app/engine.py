@@ -6,22 +6,23 @@ Files are read here (start-up, reload); nothing is read per request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
 from . import catalogue as catalogue_mod
 from . import prompt as prompt_mod
-from .catalogue import Catalogue, CatalogueError
+from .catalogue import HANDOFF, TRANSFER, Catalogue, CatalogueError
 from .conversation import extract, render
 from .decision import CircuitBreaker, Decider, Decision
 from .llm_router import Endpoint, LLMRouter
 from .offline_router import OfflineRouter
-from .payload import TransferRequest
+from .payload import DestinationRequest
 from .prompt import CompiledPrompt, Prompt
 from .router import Query, Router
 from .settings import Settings
+from .transfers import unreachable
 
 
 class ConfigError(Exception):
@@ -63,8 +64,13 @@ def make_client(settings: Settings, base_url: str | None = None) -> openai.Async
 
 @dataclass
 class Clients:
+    """The model clients, and what was learned about their servers: both outlive a reload."""
+
     primary: openai.AsyncOpenAI
     secondary: openai.AsyncOpenAI | None = None
+    # The structured-output mode each server accepted, learned by stepping down from json_schema. Kept here so
+    # a reload does not send every server one refused request again.
+    learned_modes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Clients:
@@ -90,13 +96,17 @@ class Engine:
     def catalogue(self) -> Catalogue:
         return self.routing.catalogue
 
-    def query(self, request: TransferRequest) -> Query:
+    def query(self, request: DestinationRequest) -> Query:
         """Raises NoConversation when the request has no caller words."""
-        conversation = extract(request, include_system_prompt=self.settings.include_system_prompt)
-        allowed = self.catalogue.allowed_for(*request.assistant_keys)
-        return Query(conversation, render(conversation, self.settings.conversation_chars), allowed)
+        conversation = extract(request, include_system_prompt=self.settings.include_system_prompt,
+                               budget_chars=self.settings.conversation_chars)
+        kind = HANDOFF if request.is_handoff else TRANSFER
+        subset = self.catalogue.allowed_for(*request.assistant_keys, kind=kind)
+        gone = unreachable(request, self.catalogue, subset, kind)
+        allowed = tuple(i for i in subset if i not in dict(gone)) if gone else subset
+        return Query(conversation, render(conversation), allowed, kind, gone, subset)
 
-    async def decide(self, request: TransferRequest, started: float | None = None) -> Decision:
+    async def decide(self, request: DestinationRequest, started: float | None = None) -> Decision:
         return await self.decider.decide(self.query(request), started)
 
     def describe(self) -> dict[str, Any]:
@@ -117,7 +127,7 @@ def build_engine(settings: Settings, routing: Routing, clients: Clients | None,
         if settings.fallback_model or clients.secondary is not None:
             secondary = Endpoint(clients.secondary or clients.primary, settings.fallback_model or settings.model)
         router = LLMRouter(Endpoint(clients.primary, settings.model), routing.prompt, routing.compiled,
-                           settings.output_mode, settings.hedge_delay, secondary)
+                           settings.output_mode, settings.hedge_delay, secondary, learned=clients.learned_modes)
     else:
         router = offline
     decider = Decider(routing.catalogue, router, settings.timeout, settings.max_attempts,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .catalogue import NONE
 from .conversation import NoConversation
 from .engine import Engine
-from .payload import PayloadError, parse_json, parse_transfer_request
+from .payload import PayloadError, parse_json, parse_request
 
 ERROR = "error"  # predicted when no destination could be decided at all
 # USD per million tokens (input, output); override with --prices FILE.
@@ -119,7 +119,7 @@ async def decide_case(engine: Engine, case: Case) -> CallResult:
     started = time.monotonic()
     expected = str(case.expected)
     try:
-        request = parse_transfer_request(parse_json(json.dumps(case.payload).encode()))
+        request = parse_request(parse_json(json.dumps(case.payload).encode()))
         decision = await engine.decide(request, started)
     except (PayloadError, NoConversation) as exc:
         return CallResult(case.id, expected, ERROR, f"bad_payload: {exc}"[:80], 0.0, tags=case.tags)

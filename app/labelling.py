@@ -1,11 +1,14 @@
-"""`switchboard label FILE`: label recorded calls in the terminal.
+"""`switchboard label FILE...`: label recorded calls in the terminal.
 
-Each label is written back at once by writing a temporary file next to FILE and renaming it over FILE,
-so an interruption (Ctrl-C, a closed terminal, a crash) never loses or truncates a line.
+Each label is written back at once, under the lock recording takes to append: the file is read again, the
+one row is changed, and a temporary copy is renamed over it (with the file's mode and owner). Calls recorded
+while labelling are kept, and an interruption (Ctrl-C, a closed terminal, a crash) never loses or truncates
+a line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -15,19 +18,40 @@ from typing import Any
 
 import click
 
-from .catalogue import NONE, CatalogueError
-from .catalogue import load as load_catalogue
+from .catalogue import NONE
 from .conversation import NoConversation, extract, render
-from .payload import PayloadError, parse_json, parse_transfer_request
-from .settings import Settings, SettingsError
+from .locking import locked
+from .payload import PayloadError, parse_json, parse_request
+
+
+class LabelError(Exception):
+    """A file cannot be labelled; the message names the file and line."""
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise LabelError(f"{path}:{n}: not JSON ({exc.msg}); fix or remove the line, then label again") \
+                    from None
+    return rows
 
 
 def write_atomically(path: Path, lines: list[str]) -> None:
+    """Replace `path` with `lines` through a temporary file and a rename, keeping its mode and owner."""
+    before = path.stat()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(lines)
             f.flush()
+            os.chmod(tmp, before.st_mode & 0o7777)  # mkstemp makes it 0600
+            if hasattr(os, "chown") and (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+                with contextlib.suppress(PermissionError):  # only root may give a file away; the mode stays
+                    os.chown(tmp, before.st_uid, before.st_gid)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -35,21 +59,37 @@ def write_atomically(path: Path, lines: list[str]) -> None:
         raise
 
 
+def save_label(path: Path, row_id: str, label: str) -> bool:
+    """Set `expected` on the row with this id, as the file is now. False if the row is gone."""
+    with locked(path):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("id") == row_id:
+                row["expected"] = label
+                lines[i] = json.dumps(row, ensure_ascii=False) + "\n"
+                write_atomically(path, lines)
+                return True
+    return False
+
+
 def conversation_text(row: dict[str, Any]) -> str:
     try:
-        request = parse_transfer_request(parse_json(json.dumps(row.get("payload", {})).encode()))
-        return render(extract(request), 4000)
+        request = parse_request(parse_json(json.dumps(row.get("payload", {})).encode()))
+        return render(extract(request, budget_chars=4000))
     except (PayloadError, NoConversation) as exc:
         return f"(no conversation: {exc})"
 
 
 def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None]) -> dict[str, int]:
     """Go through unlabelled rows; returns counts of labelled, skipped and remaining rows."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     counts = {"labelled": 0, "skipped": 0}
-    todo = [i for i, line in enumerate(lines) if line.strip() and not json.loads(line).get("expected")]
-    for n, i in enumerate(todo, start=1):
-        row = json.loads(lines[i])
+    with locked(path):
+        rows = _rows(path)
+    todo = [row for row in rows if not row.get("expected")]
+    for n, row in enumerate(todo, start=1):
         decided = (row.get("decision") or {}).get("chosen") or ""
         show(f"\n--- {n}/{len(todo)}  {row.get('id')}  tags: {', '.join(row.get('tags', [])) or '-'}")
         show(conversation_text(row))
@@ -63,38 +103,48 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
                 break
             label = answer or decided
             if label in valid:
-                row["expected"] = label
-                lines[i] = json.dumps(row, ensure_ascii=False) + "\n"
-                write_atomically(path, lines)
-                counts["labelled"] += 1
+                if save_label(path, str(row.get("id")), label):
+                    counts["labelled"] += 1
+                else:
+                    show(f"{row.get('id')} is no longer in {path}; not saved")
                 break
             show(f"'{label}' is not an id; choose one of: {', '.join(sorted(valid))}")
     return {**counts, "remaining": 0}
 
 
 @click.command("label")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def label_command(file: Path) -> None:
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def label_command(files: tuple[Path, ...]) -> None:
     """Label recorded calls: Enter accepts the recorded decision, an id corrects it, s skips, q quits.
+
+    Recording writes one file per process; give them all. Calls recorded while you label are kept.
 
     \b
     Example:
       SWITCHBOARD_RECORD_DIR=recordings switchboard serve   # calls are recorded as they come
-      switchboard label recordings/calls-myhost-1234.jsonl
+      switchboard label recordings/calls-*.jsonl
     """
+    from .catalogue import CatalogueError
+    from .catalogue import load as load_catalogue
+    from .cli import fail, settings_from
+
+    settings = settings_from()
     try:
-        catalogue = load_catalogue(Settings.from_env().destinations)
-    except (CatalogueError, SettingsError) as exc:
-        click.secho(f"Error: {exc}", fg="red", err=True)
-        raise SystemExit(2) from None
+        catalogue = load_catalogue(settings.destinations)
+    except CatalogueError as exc:
+        fail(str(exc))
     valid = {*catalogue.ids, NONE}
-    try:
-        counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
-                            click.echo)
-    except (KeyboardInterrupt, click.Abort, EOFError):
-        click.echo("\nstopped; every label given so far is saved")
-        return
-    except json.JSONDecodeError as exc:
-        click.secho(f"Error: {file}: a line is not JSON ({exc})", fg="red", err=True)
-        raise SystemExit(2) from None
-    click.echo(f"labelled {counts['labelled']}, skipped {counts['skipped']}, left {counts['remaining']}")
+    totals = {"labelled": 0, "skipped": 0, "remaining": 0}
+    for file in files:
+        try:
+            counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
+                                click.echo)
+        except (KeyboardInterrupt, click.Abort, EOFError):
+            click.echo("\nstopped; every label given so far is saved")
+            return
+        except LabelError as exc:
+            fail(str(exc))
+        totals = {k: totals[k] + counts[k] for k in totals}
+        if counts["remaining"]:
+            break
+    click.echo(f"labelled {totals['labelled']}, skipped {totals['skipped']}, left {totals['remaining']}")

@@ -71,11 +71,10 @@ class LLMRouter:
     output_mode: str = "auto"
     hedge_delay: float = 0.0
     secondary: Endpoint | None = None  # where the hedged request goes; default the primary
+    # Output mode learned per server by stepping down from json_schema; shared with the clients so that it
+    # outlives a reload (see Clients.learned_modes).
+    learned: dict[str, str] = field(default_factory=dict)
     name: str = "llm"
-    _mode: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._mode = "json_schema" if self.output_mode == "auto" else self.output_mode
 
     @property
     def model(self) -> str:
@@ -83,11 +82,16 @@ class LLMRouter:
 
     @property
     def mode(self) -> str:
-        return self._mode
+        return self._mode_for(self.primary)
+
+    def _mode_for(self, endpoint: Endpoint) -> str:
+        if self.output_mode != "auto":
+            return self.output_mode
+        return self.learned.get(str(endpoint.client.base_url), "json_schema")
 
     async def choose(self, query: Query, timeout: float) -> Choice:
-        compiled = self.compiled[query.allowed]
-        messages = compiled.messages(query.text, query.conversation.hint)
+        compiled = self.compiled[query.compiled_key].for_allowed(query.allowed)
+        messages = compiled.messages(query.text, query.conversation.hint, query.unreachable)
         if self.hedge_delay <= 0 or timeout <= self.hedge_delay:
             return await self._once(self.primary, compiled, messages, timeout)
         return await self._hedged(compiled, messages, timeout)
@@ -124,7 +128,7 @@ class LLMRouter:
     async def _once(self, endpoint: Endpoint, compiled: CompiledPrompt, messages: list[dict[str, str]],
                     timeout: float) -> Choice:
         while True:
-            mode = self._mode
+            mode = self._mode_for(endpoint)
             try:
                 # The client's documented raw-request path: same HTTP stack, auth, timeouts and error mapping as
                 # chat.completions.create, without its generic request transform and response model, which
@@ -136,7 +140,7 @@ class LLMRouter:
             except openai.BadRequestError as exc:
                 if self.output_mode == "auto" and mode != "text" and _REFUSED_FORMAT.search(str(exc)):
                     # The server does not do this kind of structured output: step down for good, try again.
-                    self._mode = MODES[MODES.index(mode) + 1]
+                    self.learned[str(endpoint.client.base_url)] = MODES[MODES.index(mode) + 1]
                     continue
                 raise ModelError("bad_request", _short(exc), retryable=False) from None
             except openai.APIError as exc:

@@ -1,7 +1,8 @@
-"""Structured logging: one JSON (or text) line per event, with the request id, and no caller numbers.
+"""Structured logging: one JSON (or text) line per event, with the request id.
 
-Phone numbers are masked in every line unless SWITCHBOARD_LOG_CONVERSATIONS=1, because a log pipeline is
-a poor place for personal data.
+Caller data stays out of the logs because it is never put in them: events carry ids, outcomes, timings and
+counts, not conversation text (unless SWITCHBOARD_LOG_CONVERSATIONS=1 adds it to the decision line). Values
+are written as they are, so ids, keys and timestamps are never altered by masking.
 """
 
 from __future__ import annotations
@@ -9,35 +10,21 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import re
 import sys
 import time
 from typing import Any
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
 LOGGER = "switchboard"
-
-
-def mask_phones(text: str) -> str:
-    return PHONE.sub(lambda m: "<phone:" + m.group(0)[-2:] + ">" if len(re.sub(r"\D", "", m.group(0))) >= 7
-                     else m.group(0), text)
-
-
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_phones(value)
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(v) for v in value]
-    return value
+# uvicorn's own warnings (a concurrency limit reached, an invalid HTTP request) and asyncio's (no file
+# descriptors left to accept a connection) go through the same format, so an operator's alerting sees them.
+SERVER_LOGGERS = ("uvicorn.error", "asyncio")
 
 
 class _Formatter(logging.Formatter):
-    def __init__(self, fmt: str, reveal: bool) -> None:
+    def __init__(self, fmt: str) -> None:
         super().__init__()
-        self.json, self.reveal = fmt == "json", reveal
+        self.json = fmt == "json"
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = dict(getattr(record, "fields", {}) or {})
@@ -45,9 +32,8 @@ class _Formatter(logging.Formatter):
         if rid and "request_id" not in fields:
             fields["request_id"] = rid
         message = record.getMessage()
-        if not self.reveal:  # mask inside string values only: numbers such as timestamps stay intact
-            fields = {k: _masked(v) for k, v in fields.items()}
-            message = mask_phones(message)
+        if record.name != LOGGER:
+            fields = {"logger": record.name, **fields}
         if self.json:
             line = json.dumps({"ts": round(time.time(), 3), "level": record.levelname.lower(), "event": message,
                                **fields}, default=str, ensure_ascii=False)
@@ -55,19 +41,24 @@ class _Formatter(logging.Formatter):
             extra = " ".join(f"{k}={v}" for k, v in fields.items())
             line = f"{time.strftime('%H:%M:%S')} {record.levelname:<7} {message} {extra}".rstrip()
         if record.exc_info:
-            trace = self.formatException(record.exc_info)
-            line += "\n" + (trace if self.reveal else mask_phones(trace))
+            line += "\n" + self.formatException(record.exc_info)
         return line
 
 
-def setup(fmt: str = "json", level: str = "info", reveal: bool = False) -> logging.Logger:
+def setup(fmt: str = "json", level: str = "info") -> logging.Logger:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(fmt))
     logger = logging.getLogger(LOGGER)
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(fmt, reveal))
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    for name in SERVER_LOGGERS:
+        server = logging.getLogger(name)
+        server.handlers.clear()
+        server.addHandler(handler)
+        server.setLevel(logging.WARNING)
+        server.propagate = False
     return logger
 
 

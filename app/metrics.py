@@ -1,13 +1,24 @@
-"""Prometheus metrics, on a registry owned by the app (no module globals, so tests get fresh counters)."""
+"""Prometheus metrics, on a registry owned by the app (no module globals, so tests get fresh counters).
+
+With `serve --workers N` every worker writes its counters to prometheus-client's multiprocess directory
+(PROMETHEUS_MULTIPROC_DIR, prepared by `switchboard serve`), and a scrape of any worker adds them all up.
+Label values come from fixed sets only: a label made from request data would grow without bound.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
 
-from .decision import CircuitBreaker, Decision
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+from .decision import Decision
 
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0)
-BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+BREAKER_STATES = {"off": 0, "closed": 0, "half_open": 1, "open": 2}
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 class Metrics:
@@ -16,21 +27,26 @@ class Metrics:
         r = self.registry
         self.requests = Counter("switchboard_requests", "Webhook requests by message type and HTTP status",
                                 ["type", "status"], registry=r)
-        self.decisions = Counter("switchboard_decisions", "Transfer decisions by answered destination and outcome",
-                                 ["destination", "outcome"], registry=r)
-        self.decision_seconds = Histogram("switchboard_decision_seconds", "Time to answer a transfer request",
+        self.decisions = Counter("switchboard_decisions", "Decisions by kind, answered destination and outcome",
+                                 ["kind", "destination", "outcome"], registry=r)
+        self.decision_seconds = Histogram("switchboard_decision_seconds", "Time to answer a destination request",
                                           buckets=BUCKETS, registry=r)
         self.model_seconds = Histogram("switchboard_model_seconds", "Time spent waiting for the router per decision",
                                        buckets=BUCKETS, registry=r)
         self.attempts = Counter("switchboard_model_attempts", "Model attempts", registry=r)
         self.errors = Counter("switchboard_model_errors", "Failed model attempts by kind", ["kind"], registry=r)
         self.hedges = Counter("switchboard_hedges", "Decisions won by a hedged request", registry=r)
-        self.tokens = Counter("switchboard_tokens", "Model tokens", ["kind"], registry=r)
-        self.breaker = Gauge("switchboard_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
-                             registry=r)
+        self.tokens = Counter("switchboard_tokens", "Model tokens, failed attempts included", ["kind"], registry=r)
+        # "livemax": the worst state among the live workers (each has its own breaker)
+        self.breaker = Gauge("switchboard_breaker_state", "Circuit breaker: 0 closed or off, 1 half-open, 2 open",
+                             registry=r, multiprocess_mode="livemax")
 
-    def observe(self, decision: Decision) -> None:
-        self.decisions.labels(decision.answered or "none", decision.outcome).inc()
+    def breaker_changed(self, state: str) -> None:
+        self.breaker.set(BREAKER_STATES[state])
+
+    def observe(self, decision: Decision, destinations: frozenset[str]) -> None:
+        answered = decision.answered if decision.answered in destinations else "none"
+        self.decisions.labels(decision.kind, answered, decision.outcome).inc()
         self.decision_seconds.observe(decision.total_ms / 1000)
         self.model_seconds.observe(decision.llm_ms / 1000)
         self.attempts.inc(decision.attempts)
@@ -41,7 +57,16 @@ class Metrics:
         self.hedges.inc(decision.hedges)
         self.tokens.labels("prompt").inc(decision.prompt_tokens)
         self.tokens.labels("completion").inc(decision.completion_tokens)
+        self.tokens.labels("cached_prompt").inc(decision.cached_tokens)
 
-    def render(self, breaker: CircuitBreaker | None) -> bytes:
-        self.breaker.set(BREAKER_STATES[breaker.state] if breaker else 0)
+    def render(self) -> bytes:
+        if _multiprocess():
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)
+
+    @staticmethod
+    def process_exited() -> None:
+        if _multiprocess():
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

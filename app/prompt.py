@@ -58,12 +58,26 @@ class CompiledPrompt:
     schema: dict[str, Any]
     allowed: tuple[str, ...]
     ids_text: str  # "billing, sales, ..., none", for {{ids}} and plain-text output modes
+    reason: bool = False
 
-    def messages(self, conversation: str, hint: str | None) -> list[dict[str, str]]:
+    def messages(self, conversation: str, hint: str | None,
+                 unreachable: tuple[tuple[str, str], ...] = ()) -> list[dict[str, str]]:
         hint_text = f"Hint from the voice assistant (a suggestion, not the answer): {hint}" if hint else ""
         user = _fill(self.dynamic_template, {"conversation": conversation, "hint": hint_text,
-                                             "ids": self.ids_text})
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": user.strip()}]
+                                             "ids": self.ids_text}).strip()
+        if unreachable:
+            # The system part stays the same (and cached); the enum leaves these out, and the model is told why.
+            gone = "; ".join(f"{i} (the transfer ended {why})" for i, why in unreachable)
+            user += (f"\n\nEarlier in this call the caller could not be reached at: {gone}. Do not choose "
+                     f"{'it' if len(unreachable) == 1 else 'them'}; choose the best remaining destination, or none.")
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    def for_allowed(self, allowed: tuple[str, ...]) -> CompiledPrompt:
+        """The same prompt with a smaller enum (destinations left out for this call)."""
+        if allowed == self.allowed:
+            return self
+        return CompiledPrompt(self.system, self.dynamic_template, output_schema(allowed, self.reason), allowed,
+                              ", ".join((*allowed, NONE)), self.reason)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -142,5 +156,5 @@ def compile_all(prompt: Prompt, catalogue: Catalogue) -> dict[tuple[str, ...], C
         system = _fill(prompt.static_template, {"catalogue": catalogue_text(catalogue, allowed),
                                                 "ids": ids_text}).strip()
         out[allowed] = CompiledPrompt(system, prompt.dynamic_template, output_schema(allowed, prompt.header.reason),
-                                      allowed, ids_text)
+                                      allowed, ids_text, prompt.header.reason)
     return out

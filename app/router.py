@@ -5,16 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from .catalogue import TRANSFER
 from .conversation import Conversation
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """What a router sees: the conversation (turns and rendered text) and the ids allowed for this call."""
+    """What a router sees: the conversation (turns and rendered text) and the ids allowed for this call.
+
+    `subset` is the calling assistant's set for this kind of request; `allowed` is that set without the
+    `unreachable` entries, (id, status) pairs an earlier transfer in this call failed to reach."""
 
     conversation: Conversation
     text: str
     allowed: tuple[str, ...]
+    kind: str = TRANSFER  # transfer or handoff
+    unreachable: tuple[tuple[str, str], ...] = ()
+    subset: tuple[str, ...] = ()
+
+    @property
+    def compiled_key(self) -> tuple[str, ...]:
+        """The set the static prompt was rendered for (unchanged by exclusions, so it stays cacheable)."""
+        return self.subset or self.allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +38,7 @@ class Choice:
     reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     hedged: bool = False
     model: str | None = None
     cached: bool = False

@@ -116,8 +116,19 @@ class Settings(BaseModel):
                                         json_schema_extra=_env("SWITCHBOARD_HMAC_SECRET_IS_BASE64"))
     hmac_tolerance: float = Field(300.0, gt=0, description="Seconds a signed timestamp stays acceptable "
                                   "(replay window).", json_schema_extra=_env("SWITCHBOARD_HMAC_TOLERANCE"))
-    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted (413 above).",
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576,
+                                description="Largest request body accepted (413 above).",
                                 json_schema_extra=_env("SWITCHBOARD_MAX_BODY_BYTES"))
+    read_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a client has to send a request's headers, and again its body; "
+        "slower ones are cut off (408).", json_schema_extra=_env("SWITCHBOARD_READ_TIMEOUT"))
+    max_connections: int = Field(
+        1000, ge=16, le=1_000_000, description="Connections and requests served at once (503 beyond); lowered "
+        "at start-up to what the open-file limit can hold.", json_schema_extra=_env("SWITCHBOARD_MAX_CONNECTIONS"))
+    host: str = Field("127.0.0.1", min_length=1, description="Interface `serve` listens on; 0.0.0.0 for all.",
+                      json_schema_extra=_env("SWITCHBOARD_HOST"))
+    port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.",
+                      json_schema_extra=_env("SWITCHBOARD_PORT"))
 
     # Logs and recording
     log_format: Literal["json", "text"] = Field("json", description="Log line format.",

@@ -29,7 +29,7 @@ import openai  # noqa: E402
 
 from app.conversation import extract, render  # noqa: E402
 from app.engine import build_engine, load_routing  # noqa: E402
-from app.payload import parse_transfer_request  # noqa: E402
+from app.payload import parse_request  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from tests.service_process import ServiceProcess  # noqa: E402
 from tests.vapi_payloads import transfer_request  # noqa: E402
@@ -146,11 +146,11 @@ def model_requests(payloads: list[bytes]) -> list[dict[str, Any]]:
     routing = load_routing(settings)
     out = []
     for body in payloads:
-        request = parse_transfer_request(json.loads(body)["message"])
-        conv = extract(request)
+        request = parse_request(json.loads(body)["message"])
+        conv = extract(request, budget_chars=settings.conversation_chars)
         compiled = routing.compiled[routing.catalogue.ids]
         out.append({"model": settings.model, "max_tokens": 20, "n": 1, "temperature": 0.0,
-                    "messages": compiled.messages(render(conv, settings.conversation_chars), conv.hint),
+                    "messages": compiled.messages(render(conv), conv.hint),
                     "response_format": {"type": "json_schema", "json_schema": {
                         "name": "transfer_choice", "strict": True, "schema": compiled.schema}}})
     return out
@@ -159,7 +159,7 @@ def model_requests(payloads: list[bytes]) -> list[dict[str, Any]]:
 def offline_rate(payloads: list[bytes], seconds: float) -> tuple[float, float]:
     settings = Settings.from_env({})
     engine = build_engine(settings, load_routing(settings), None, router_name="offline")
-    queries = [engine.query(parse_transfer_request(json.loads(b)["message"])) for b in payloads]
+    queries = [engine.query(parse_request(json.loads(b)["message"])) for b in payloads]
     n, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         for q in queries:

@@ -22,7 +22,7 @@ def broken(mutate):
 def test_sample_catalogue_loads_with_all_three_kinds():
     cat = parse(SAMPLE)
     assert 6 <= len(cat.entries) <= 10
-    assert {e.kind for e in cat.entries} == {"number", "sip", "assistant"}
+    assert {e.destination["type"] for e in cat.entries if e.destination} == {"number", "sip", "assistant"}
     assert cat.fallback == "front_desk"
     assert cat.allowed_for(None, "Brightline Sales Line") == ("billing", "sales", "spanish", "front_desk")
     assert cat.allowed_for("someone-else", None) == cat.ids

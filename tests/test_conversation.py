@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.conversation import NoConversation, extract, render
-from app.payload import parse_transfer_request
+from app.payload import parse_request
 from tests.vapi_payloads import transfer_request
 
 TURNS = [("bot", "Hi, Brightline here."), ("user", "My bill is wrong."), ("bot", "Sorry to hear."),
@@ -13,14 +13,14 @@ TURNS = [("bot", "Hi, Brightline here."), ("user", "My bill is wrong."), ("bot",
 
 
 def req(**kw):
-    return parse_transfer_request(transfer_request(TURNS, **kw)["message"])
+    return parse_request(transfer_request(TURNS, **kw)["message"])
 
 
 @pytest.mark.parametrize("view", ["messages", "messagesOpenAIFormatted", "transcript"])
 def test_every_view_gives_the_same_turns(view):
-    conv = extract(req(views=(view,)))
+    conv = extract(req(views=(view,)), budget_chars=10_000)
     assert conv.source == view
-    assert render(conv, 10_000) == ("Assistant: Hi, Brightline here.\nCaller: My bill is wrong.\n"
+    assert render(conv) == ("Assistant: Hi, Brightline here.\nCaller: My bill is wrong.\n"
                                     "Assistant: Sorry to hear.\nCaller: Also my wifi drops.")
 
 
@@ -41,16 +41,16 @@ def test_hint_from_transfer_arguments():
 
 def test_no_caller_turns_is_no_conversation():
     with pytest.raises(NoConversation):
-        extract(parse_transfer_request(transfer_request([("bot", "Hello?")])["message"]))
+        extract(parse_request(transfer_request([("bot", "Hello?")])["message"]))
 
 
 def test_long_call_keeps_opening_caller_turns_and_the_end():
     turns = [("user", "I need help with a refund for a double charge.")]
     turns += [("bot" if i % 2 else "user", f"filler turn number {i} " + "blah " * 20) for i in range(200)]
     turns += [("user", "So can you put me through to billing please?")]
-    conv = extract(parse_transfer_request(transfer_request(turns)["message"]))
-    text = render(conv, 3000)
+    conv = extract(parse_request(transfer_request(turns)["message"]), budget_chars=3000)
+    text = render(conv)
     assert len(text) <= 3000
     assert text.startswith("Caller: I need help with a refund")
     assert text.endswith("Caller: So can you put me through to billing please?")
-    assert "turns omitted ...]" in text
+    assert "earlier messages omitted ...]" in text

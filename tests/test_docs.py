@@ -32,7 +32,7 @@ def test_readme_catalogue_example_is_valid():
     from app.catalogue import parse
 
     catalogue = parse(json.loads(block_after("## The catalogue", "json")))
-    assert {e.kind for e in catalogue.entries} == {"number", "sip", "assistant"}
+    assert {e.destination["type"] for e in catalogue.entries if e.destination} == {"number", "sip", "assistant"}
 
 
 def test_readme_prompt_example_is_valid():

@@ -9,7 +9,7 @@ import pytest
 from app.catalogue import parse
 from app.conversation import extract, render
 from app.offline_router import OfflineRouter, stem, tokens
-from app.payload import parse_transfer_request
+from app.payload import parse_request
 from app.router import Query
 from tests.test_catalogue import SAMPLE
 from tests.vapi_payloads import transfer_request
@@ -18,8 +18,8 @@ CATALOGUE = parse(SAMPLE)
 
 
 def query(turns, hint=None, allowed=None):
-    conv = extract(parse_transfer_request(transfer_request(turns, hint=hint)["message"]))
-    return Query(conv, render(conv, 8000), allowed or CATALOGUE.ids)
+    conv = extract(parse_request(transfer_request(turns, hint=hint)["message"]))
+    return Query(conv, render(conv), allowed or CATALOGUE.ids)
 
 
 def choose(router, q):

@@ -81,7 +81,7 @@ def test_metrics_count_requests_decisions_and_tokens(llm_service, fake):
     assert 'switchboard_requests_total{status="200",type="transfer-destination-request"} 1.0' in text
     assert 'switchboard_requests_total{status="200",type="status-update"} 1.0' in text
     assert 'switchboard_requests_total{status="400",type="invalid"} 1.0' in text
-    assert 'switchboard_decisions_total{destination="billing",outcome="routed"} 1.0' in text
+    assert 'switchboard_decisions_total{destination="billing",kind="transfer",outcome="routed"} 1.0' in text
     assert 'switchboard_tokens_total{kind="prompt"} 321.0' in text
     assert "switchboard_decision_seconds_bucket" in text and "switchboard_model_attempts_total 1.0" in text
 
@@ -93,7 +93,7 @@ def test_request_id_is_echoed_and_logged(llm_service, fake, log_records):
     decision = next(r for r in log_records if r.getMessage() == "decision")
     assert decision_logs(log_records)[-1]["call_id"] == "call-0001"
     from app.logs import _Formatter
-    assert json.loads(_Formatter("json", False).format(decision))["request_id"] == "abc-123"
+    assert json.loads(_Formatter("json").format(decision))["request_id"] == "abc-123"
 
 
 def test_warm_up_sends_one_request_at_start(llm_service, fake, log_records):

@@ -1,27 +1,132 @@
-"""Recording redacts by default; labelling writes back safely and survives interruption."""
+"""Recording keeps an allow-list and redacts numbers in every written form; labelling and recording share a
+lock, so labelling while calls are recorded loses no line and keeps the file's mode."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from app.catalogue import load
+from app.decision import Decision
 from app.labelling import label_file
-from app.recording import redact
+from app.recording import REDACTED, Recorder, RecordingError, keep, redact_text
+from tests.conftest import ROOT
 from tests.vapi_payloads import transfer_request
 
 TURNS = [("bot", "How can I help?"), ("user", "My bill is wrong, call me back on 415 555 0123.")]
+CATALOGUE = load(ROOT / "destinations.json")
 
 
-def test_redaction_removes_caller_details_and_secrets():
+def hostile_message():
+    """A request carrying secrets and caller details in all the places Vapi may put them."""
     message = transfer_request(TURNS, customer_number="+14155559876")["message"]
-    out = json.dumps(redact(message))
+    message["assistant"] = {"id": "asst-1", "name": "Front Line", "credentials": [{"provider": "x",
+                            "apiKey": "sk-live-assistant-credential"}],
+                            "server": {"url": "https://x", "headers": {"Authorization": "Bearer srv-header-secret"}},
+                            "model": {"messages": [{"role": "system", "content": "Caller Pat Example, acct 99"}]}}
+    message["call"]["customer"] = {"name": "Pat Nested-Customer", "number": "+14155550001"}
+    message["call"]["phoneCallProviderId"] = "CA-provider-secret"
+    message["chat"] = {"id": "chat-1", "customer": {"name": "Chat Customer"}}
+    message["artifact"]["messages"][1]["metadata"] = {"callerName": "Pat Metadata"}
+    message["artifact"]["variableValues"] = {"customer": {"name": "Pat Variables"}}
+    message["artifact"]["transfers"] = [
+        {"destination": {"type": "number", "number": "+14155550142"}, "status": "no-answer", "mode": "blind-transfer",
+         "transcript": "Agent: hi Pat Transfer-Transcript"},
+        {"destination": {"type": "number", "number": "+14155557777"}, "status": "failed"},
+    ]
+    return message
+
+
+def test_recording_keeps_only_the_allow_list():
+    kept = keep(hostile_message(), CATALOGUE)
+    text = json.dumps(kept)
     for secret in ("+14155559876", "Pat Example", "secret-token-should-never-be-logged", "AC0000000000",
-                   "415 555 0123"):
-        assert secret not in out
-    assert redact(message)["phoneNumber"] == {"id": "pn-1", "provider": "twilio"}
-    assert "My bill is wrong" in out
+                   "415 555 0123", "sk-live-assistant-credential", "srv-header-secret", "Pat Nested-Customer",
+                   "CA-provider-secret", "Chat Customer", "Pat Metadata", "Pat Variables", "Pat Transfer-Transcript",
+                   "+14155557777"):
+        assert secret not in text, secret
+    assert set(kept) == {"type", "timestamp", "artifact", "assistant", "call"}
+    assert kept["assistant"] == {"id": "asst-1", "name": "Front Line"}
+    assert kept["call"] == {"id": "call-0001"}
+    assert set(kept["artifact"]) == {"messages", "messagesOpenAIFormatted", "transcript", "transfers"}
+    assert "My bill is wrong, call me back on <redacted>." in text
+    # the catalogue's own destination is the business's number: kept, so evaluation can replay the exclusion
+    assert kept["artifact"]["transfers"][0] == {"status": "no-answer", "mode": "blind-transfer",
+                                                "destination": {"type": "number", "number": "+14155550142"}}
+    assert kept["artifact"]["transfers"][1]["destination"]["number"] == REDACTED
+    tool_call = kept["artifact"]["messages"][-1]["toolCalls"][0]
+    assert tool_call["function"]["name"] == "transferCall"
+
+
+@pytest.mark.parametrize("written", [
+    "415 555 0143", "(415) 555-0143", "415.555.0143", "415/555/0143", "415\u2013555\u20130143",
+    "415\u2014555\u20140143", "+1 415 555 0143", "+14155550143", "4155550143", "+44 20 7946 0958",
+    "four one five five five five zero one four three", "four one five, five five five, oh one four three",
+    "415 five five five 0143", "415-555-0143 ext 12",
+])
+def test_numbers_redacted_in_every_written_form(written):
+    out = redact_text(f"call me on {written} please")
+    assert out.startswith("call me on <redacted>") and out.endswith("please"), out
+    assert not any(d in out.replace("<redacted>", "") for d in ("0143", "0958", "555", "four one"))
+
+
+@pytest.mark.parametrize("text", ["extension 204", "it was $45.99 on 12/03", "3 attempts in 2026",
+                                  "one or two things", "I have 1 question"])
+def test_short_numbers_and_words_stay(text):
+    assert redact_text(text) == text
+
+
+def test_numbers_as_json_integers_and_object_keys():
+    message = transfer_request(TURNS)["message"]
+    message["parameters"] = {"callback": 4155550143, "+14155550143": "caller", "seats": 3,
+                             "nested": [{"n": 44207946095}]}
+    call = message["artifact"]["messages"][-1]["toolCalls"][0]
+    call["function"]["arguments"] = {"phone": 4155550143, "note": "415/555/0143"}
+    kept = keep(message, CATALOGUE)
+    text = json.dumps(kept)
+    assert "4155550143" not in text and "44207946095" not in text and "0143" not in text
+    assert kept["parameters"]["seats"] == 3
+    assert kept["artifact"]["messages"][1]["time"] == message["artifact"]["messages"][1]["time"]  # timings stay
+
+
+def decision(chosen="billing"):
+    return Decision(outcome="routed", body={}, router="offline", chosen=chosen, answered=chosen)
+
+
+def test_recording_ids_are_unique_when_a_call_asks_twice(tmp_path):
+    recorder = Recorder(tmp_path)
+    first = transfer_request(TURNS, call_id="call-9")["message"]
+    second = dict(first, timestamp=first["timestamp"] + 5000)
+    recorder.record(first, decision(), CATALOGUE)
+    recorder.record(second, decision(), CATALOGUE)
+    ids = [json.loads(line)["id"] for line in recorder.path.read_text().splitlines()]
+    assert len(set(ids)) == 2 and all(i.startswith("call-9-") for i in ids)
+
+
+def test_unwritable_record_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RecordingError, match="SWITCHBOARD_RECORD_DIR"):
+        Recorder(blocker / "rec")
+
+
+def test_unwritable_record_dir_stops_serve_with_one_line(tmp_path):
+    from app.cli import _register, cli
+
+    _register()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(cli, ["serve"], env={"SWITCHBOARD_RECORD_DIR": str(blocker / "rec"),
+                                                     "SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json"),
+                                                     "SWITCHBOARD_PROMPT": str(ROOT / "prompts/route.md")})
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "SWITCHBOARD_RECORD_DIR" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def recorded(directory, lines=1):
@@ -35,7 +140,7 @@ def recorded(directory, lines=1):
     raise AssertionError("nothing recorded")
 
 
-def test_service_records_answered_transfer_requests(service_factory, tmp_path):
+def test_service_records_answered_requests(service_factory, tmp_path):
     record_dir = tmp_path / "rec"
     service = service_factory(router="offline", record_dir=record_dir)
     service.post(transfer_request(TURNS, call_id="call-rec-1"))
@@ -45,7 +150,7 @@ def test_service_records_answered_transfer_requests(service_factory, tmp_path):
     rows = [json.loads(line) for line in files[0].read_text().splitlines()]
     assert len(rows) == 1
     row = rows[0]
-    assert row["id"] == "call-rec-1" and row["expected"] is None
+    assert row["id"].startswith("call-rec-1-") and row["expected"] is None
     assert row["decision"]["chosen"] == "billing" and row["decision"]["outcome"] == "routed"
     assert "+14155559876" not in json.dumps(row) and row["payload"]["message"]["type"] == "transfer-destination-request"
 
@@ -53,7 +158,9 @@ def test_service_records_answered_transfer_requests(service_factory, tmp_path):
 def test_recording_without_redaction_when_opted_out(service_factory, tmp_path):
     service = service_factory(router="offline", record_dir=tmp_path, record_redact=False)
     service.post(transfer_request(TURNS, customer_number="+14155559876"))
-    assert "+14155559876" in recorded(tmp_path)[0].read_text()
+    text = recorded(tmp_path)[0].read_text()
+    assert "415 555 0123" in text  # the caller's words as said
+    assert "+14155559876" not in text  # customer details are not on the allow-list at all
 
 
 def dataset(tmp_path, n=3):
@@ -62,6 +169,7 @@ def dataset(tmp_path, n=3):
              "decision": {"chosen": "billing"}} for i in range(n)]
     rows[1]["expected"] = "sales"  # already labelled: not asked
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path.chmod(0o644)
     return path
 
 
@@ -103,3 +211,50 @@ def test_label_interrupted_loses_no_lines(tmp_path):
     assert labels(path) == ["billing", "sales", "billing", None, None]
     assert len(path.read_text().splitlines()) == 5
     assert not list(tmp_path.glob(".calls.jsonl.*"))  # no temp file left behind
+
+
+def test_calls_recorded_while_labelling_are_kept(tmp_path):
+    """Reported: labelling rewrote the file from the copy it read at start, so 5 lines became 2."""
+    recorder = Recorder(tmp_path / "rec")
+    path = recorder.path
+    path.chmod(0o644)
+    for i in range(2):
+        recorder.record(transfer_request(TURNS, call_id=f"early-{i}")["message"], decision(), CATALOGUE)
+
+    def ask(_):
+        # the service goes on recording while the operator labels
+        recorder.record(transfer_request(TURNS, call_id=f"late-{ask.n}")["message"], decision("sales"), CATALOGUE)
+        ask.n += 1
+        return ""
+    ask.n = 0
+
+    counts = label_file(path, {"billing", "sales", "none"}, ask, lambda _: None)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert counts["labelled"] == 2
+    assert len(rows) == 4 and [r["expected"] for r in rows] == ["billing", "billing", None, None]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644  # was turned into 0600
+
+
+def test_label_several_files(tmp_path):
+    from app.cli import _register, cli
+
+    _register()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = dataset(tmp_path / "a", 3), dataset(tmp_path / "b", 3)
+    result = CliRunner().invoke(cli, ["label", str(first), str(second)], input="\n\n\n\n",
+                                env={"SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json")})
+    assert result.exit_code == 0, result.output
+    assert labels(first) == ["billing", "sales", "billing"] and labels(second) == ["billing", "sales", "billing"]
+    assert "labelled 4, skipped 0, left 0" in result.output
+
+
+def test_label_names_the_file_and_line_of_a_broken_row(tmp_path):
+    from app.cli import _register, cli
+
+    _register()
+    path = dataset(tmp_path, 2)
+    path.write_text(path.read_text() + "{not json\n")
+    result = CliRunner().invoke(cli, ["label", str(path)], env={"SWITCHBOARD_DESTINATIONS":
+                                                                 str(ROOT / "destinations.json")})
+    assert result.exit_code == 2 and f"{path}:3: not JSON" in result.stderr
