@@ -57,6 +57,25 @@ class Conversation:
         return " ".join(t.text for t in self.turns if t.speaker == "caller")
 
 
+class _Typed:
+    """A raw list of messages, each validated on first use and only once (the window and the hint share it)."""
+
+    def __init__(self, items: list[Any] | None, model: type[Any], where: str) -> None:
+        self.items, self.model, self.where = items or [], model, where
+        self._typed: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raw(self, index: int) -> Any:
+        return self.items[index]
+
+    def __getitem__(self, index: int) -> Any:
+        if index not in self._typed:
+            self._typed[index] = typed_item(self.model, self.items, index, self.where)
+        return self._typed[index]
+
+
 class _View:
     """One conversation view as a sequence of messages, each read (and validated) only when looked at."""
 
@@ -73,10 +92,12 @@ class _View:
 def extract(request: DestinationRequest, *, include_system_prompt: bool = False,
             budget_chars: int = 8000) -> Conversation:
     artifact = request.artifact
+    messages = _Typed(artifact.messages if artifact else None, ArtifactMessage, "message.artifact.messages")
+    openai = _Typed(artifact.messagesOpenAIFormatted if artifact else None, OpenAIFormattedMessage,
+                    "message.artifact.messagesOpenAIFormatted")
     views: list[tuple[str, Callable[[], _View | None]]] = [
-        ("messages", lambda: _messages_view(artifact.messages if artifact else None, include_system_prompt)),
-        ("messagesOpenAIFormatted",
-         lambda: _openai_view(artifact.messagesOpenAIFormatted if artifact else None, include_system_prompt)),
+        ("messages", lambda: _messages_view(messages, include_system_prompt)),
+        ("messagesOpenAIFormatted", lambda: _openai_view(openai, include_system_prompt)),
         ("transcript", lambda: _transcript_view(artifact.transcript if artifact else None)),
     ]
     for source, build in views:
@@ -86,7 +107,7 @@ def extract(request: DestinationRequest, *, include_system_prompt: bool = False,
         window = _window(view, budget_chars)
         if window is not None:
             turns, omitted, head = window
-            return Conversation(turns, _hint(request, source), source, omitted, head)
+            return Conversation(turns, _hint(request, source, messages, openai), source, omitted, head)
     raise NoConversation(
         "no usable conversation: message.artifact has no caller turns in messages, "
         "messagesOpenAIFormatted or transcript"
@@ -143,12 +164,12 @@ def _clean(text: str | None) -> str:
     return " ".join((text or "")[: MAX_TURN_CHARS * 4].split())[:MAX_TURN_CHARS]
 
 
-def _messages_view(items: list[Any] | None, include_system: bool) -> _View | None:
+def _messages_view(items: _Typed, include_system: bool) -> _View | None:
     if not items:
         return None
 
     def read(i: int) -> Turn | None:
-        m = typed_item(ArtifactMessage, items, i, "message.artifact.messages")
+        m: ArtifactMessage = items[i]
         text = _clean(m.message)
         if m.role == "user" and text:
             return Turn("caller", text)
@@ -163,13 +184,13 @@ def _messages_view(items: list[Any] | None, include_system: bool) -> _View | Non
     return _View(len(items), read)
 
 
-def _openai_view(items: list[Any] | None, include_system: bool) -> _View | None:
+def _openai_view(items: _Typed, include_system: bool) -> _View | None:
     if not items:
         return None
     roles: dict[str, Speaker] = {"user": "caller", "assistant": "assistant", "system": "system"}
 
     def read(i: int) -> Turn | None:
-        m = typed_item(OpenAIFormattedMessage, items, i, "message.artifact.messagesOpenAIFormatted")
+        m: OpenAIFormattedMessage = items[i]
         speaker = roles.get(m.role)
         if speaker is None or (speaker == "system" and not include_system):
             return None
@@ -212,35 +233,34 @@ def _is_transfer(name: str | None) -> bool:
     return bool(name) and "transfer" in (name or "").lower()
 
 
-def _hint(request: DestinationRequest, source: str) -> str | None:
+def _hint(request: DestinationRequest, source: str, messages: _Typed, openai: _Typed) -> str | None:
     """The arguments the voice assistant's model wrote for the transfer or handoff: a hint, never the answer."""
     if request.parameters:
         return _format_arguments(request.parameters)
-    artifact = request.artifact
-    if artifact is None:
-        return None
     if source == "messagesOpenAIFormatted":
-        return _hint_from_openai(artifact.messagesOpenAIFormatted)
+        return _hint_from_openai(openai)
     if source == "messages":
-        return _hint_from_messages(artifact.messages)
-    return _hint_from_messages(artifact.messages) or _hint_from_openai(artifact.messagesOpenAIFormatted)
+        return _hint_from_messages(messages)
+    return _hint_from_messages(messages) or _hint_from_openai(openai)
 
 
-def _hint_from_messages(items: list[Any] | None) -> str | None:
-    for i in range(len(items or ()) - 1, max(-1, len(items or ()) - 1 - MAX_SCAN), -1):
-        assert items is not None
-        if isinstance(items[i], dict) and items[i].get("role") == "tool_calls":
-            return _arguments_hint(typed_item(ArtifactMessage, items, i, "message.artifact.messages").toolCalls)
+def _last_index(items: _Typed, wanted: Callable[[dict[str, Any]], bool]) -> int | None:
+    """The last raw message matching `wanted`, looking at most MAX_SCAN back (the tool call is the last one)."""
+    for i in range(len(items) - 1, max(-1, len(items) - 1 - MAX_SCAN), -1):
+        raw = items.raw(i)
+        if isinstance(raw, dict) and wanted(raw):
+            return i
     return None
 
 
-def _hint_from_openai(items: list[Any] | None) -> str | None:
-    for i in range(len(items or ()) - 1, max(-1, len(items or ()) - 1 - MAX_SCAN), -1):
-        assert items is not None
-        if isinstance(items[i], dict) and items[i].get("role") == "assistant" and items[i].get("tool_calls"):
-            m = typed_item(OpenAIFormattedMessage, items, i, "message.artifact.messagesOpenAIFormatted")
-            return _arguments_hint(m.tool_calls)
-    return None
+def _hint_from_messages(items: _Typed) -> str | None:
+    i = _last_index(items, lambda m: m.get("role") == "tool_calls")
+    return _arguments_hint(items[i].toolCalls) if i is not None else None
+
+
+def _hint_from_openai(items: _Typed) -> str | None:
+    i = _last_index(items, lambda m: m.get("role") == "assistant" and bool(m.get("tool_calls")))
+    return _arguments_hint(items[i].tool_calls) if i is not None else None
 
 
 def _arguments_hint(calls: list[ToolCall] | None) -> str | None:
@@ -250,7 +270,7 @@ def _arguments_hint(calls: list[ToolCall] | None) -> str | None:
     return None
 
 
-def read_arguments(args: str | dict[str, Any] | None) -> Any:
+def read_arguments(args: Any) -> Any:
     """A tool call's arguments as data. Arguments that cannot be read (not JSON, too long, nested too deep,
     numbers too large) are no hint: None, never an exception."""
     if not isinstance(args, str):

@@ -37,7 +37,7 @@ class _Loose(BaseModel):
 
 class ToolFunction(_Loose):
     name: str | None = None
-    arguments: str | dict[str, Any] | None = None
+    arguments: Any = None  # a JSON string or an object; anything unreadable is simply no hint
 
 
 class ToolCall(_Loose):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.conversation import NoConversation, extract, render
-from app.payload import parse_request
+from app.payload import PayloadError, parse_request
 from tests.vapi_payloads import transfer_request
 
 TURNS = [("bot", "Hi, Brightline here."), ("user", "My bill is wrong."), ("bot", "Sorry to hear."),
@@ -54,3 +54,37 @@ def test_long_call_keeps_opening_caller_turns_and_the_end():
     assert text.startswith("Caller: I need help with a refund")
     assert text.endswith("Caller: So can you put me through to billing please?")
     assert "earlier messages omitted ...]" in text
+
+
+def test_work_is_bounded_by_the_window_not_the_body(monkeypatch):
+    """Reported: a 1 MiB body of ~31,000 turns was validated twice in full and ranked turn by turn (0.8-1.1 s
+    of CPU). Only the messages the window reaches are validated, once each."""
+    import app.conversation as conversation
+
+    seen: list[int] = []
+    real = conversation.typed_item
+
+    def counting(model, items, index, where):
+        seen.append(index)
+        return real(model, items, index, where)
+
+    monkeypatch.setattr(conversation, "typed_item", counting)
+    turns = [("user" if i % 2 else "bot", f"turn {i} " + "words " * 3) for i in range(31_000)]
+    request = parse_request(transfer_request(turns, views=("messages",))["message"])
+    conv = extract(request, budget_chars=8000)
+    assert len(seen) == len(set(seen)), "a message was validated twice"
+    assert len(seen) < 600, len(seen)  # 8,000 characters of ~30-character turns, and the opening turns
+    assert conv.turns[0].text.startswith("turn 1 ") and conv.turns[-1].text.startswith("turn 30999")
+    assert 30_000 < conv.omitted < 31_002
+    assert len(render(conv)) <= 8000
+
+
+def test_messages_outside_the_window_are_not_validated():
+    """A malformed message far back in a long call does not fail the request; inside the window it does."""
+    turns = [("user", f"turn {i} " + "words " * 30) for i in range(400)]
+    body = transfer_request(turns, views=("messages",))
+    body["message"]["artifact"]["messages"][150]["message"] = 12
+    assert extract(parse_request(body["message"]), budget_chars=3000).turns
+    body["message"]["artifact"]["messages"][-3]["message"] = 12
+    with pytest.raises(PayloadError, match=r"message\.artifact\.messages\.399\.message"):
+        extract(parse_request(body["message"]), budget_chars=3000)

@@ -147,3 +147,19 @@ def test_shutdown_lets_in_flight_decisions_finish(tmp_path):
     finally:
         service.stop()
         fake.stop()
+
+
+def test_a_reload_keeps_the_learned_output_mode(llm_service, fake, log_records):
+    """Reported: after each reload every call made one refused json_schema request again."""
+    import logging
+
+    from app.app import reload
+
+    fake.json_schema_supported = False
+    fake.default = answer("billing")
+    service = llm_service()
+    service.post(BILLING)
+    assert reload(service.state, logging.getLogger("switchboard"), "test")
+    service.post(BILLING)
+    formats = [r.get("response_format", {}).get("type") for r in fake.requests]
+    assert formats == ["json_schema", "json_object", "json_object"]

@@ -94,3 +94,31 @@ def test_catalogue_loader_raises_only_catalogue_errors(data):
         assert str(exc).startswith("destinations.json: ") and len(str(exc)) > 25
     else:
         assert catalogue.entries and all(json.dumps(e.destination) for e in catalogue.entries)
+
+
+ARGUMENT_TEXT = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet="[]{}\":,0123456789-.eE ", max_size=600),
+    st.builds(lambda n, c: c * n, st.integers(0, 5000), st.sampled_from(["[", "{", "9", '{"a":'])),
+    st.builds(lambda digits: '{"n": ' + digits + "}", st.text(alphabet="0123456789", min_size=1, max_size=6000)),
+    st.builds(json.dumps, JSON),
+)
+
+
+def with_arguments(arguments):
+    body = copy.deepcopy(VALID)
+    artifact = body["message"]["artifact"]
+    for item in artifact["messages"]:
+        if item["role"] == "tool_calls":
+            item["toolCalls"][0]["function"]["arguments"] = arguments
+    artifact["messagesOpenAIFormatted"][-1]["tool_calls"][0]["function"]["arguments"] = arguments
+    return body
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(arguments=ARGUMENT_TEXT | JSON)
+def test_arbitrary_tool_arguments_never_500(module_service, arguments):
+    """Whatever the voice assistant's model wrote as the transfer tool's arguments, the call is still routed."""
+    response = module_service.post(with_arguments(arguments))
+    assert response.status_code == 200, response.text
+    assert "destination" in response.json()
