@@ -28,13 +28,14 @@ from . import __version__
 from .auth import Authenticator, AuthError
 from .catalogue import CatalogueError
 from .conversation import NoConversation
-from .decision import CircuitBreaker, Decision
+from .decision import CircuitBreaker, Decision, InFlight
 from .engine import Clients, ConfigError, Engine, Routing, build_engine, load_routing
 from .logs import LOGGER, event, request_id
 from .metrics import Metrics
 from .payload import DESTINATION_REQUESTS, DestinationRequest, PayloadError, parse_json, parse_request, type_label
 from .prompt import PromptError
 from .recording import Recorder, RecordingError
+from .server import ARRIVED
 from .settings import Settings
 
 JSON_TYPES = ("application/json", "text/json")
@@ -46,6 +47,7 @@ class State:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
     breaker: CircuitBreaker | None = None
+    in_flight: InFlight = field(default_factory=InFlight)
     clients: Clients | None = None
     engine: Engine | None = None
     stamps: tuple[float, float] = (0.0, 0.0)
@@ -76,7 +78,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.clients = Clients.from_settings(settings) if router_name == "llm" else None
-        state.engine = build_engine(settings, routing, state.clients, state.breaker)
+        state.engine = build_engine(settings, routing, state.clients, state.breaker, in_flight=state.in_flight)
         event(logger, "started", **state.engine.describe(), auth=_auth_mode(settings), version=__version__)
         if not auth.enabled:
             event(logger, "no_secret", logging.WARNING,
@@ -102,7 +104,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
             state.metrics.process_exited()
 
     async def webhook(request: Request) -> Response:
-        started = time.monotonic()
+        started = _arrived(request)
         token = request_id.set(request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16])
         kind = "invalid"
         body_read = False
@@ -175,6 +177,13 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     )
     app.state.switchboard = state
     return app
+
+
+def _arrived(request: Request) -> float:
+    """When the request began to arrive (stamped by the server's protocol), else now."""
+    now = time.monotonic()
+    stamp = request.scope.get("extensions", {}).get(ARRIVED, {}).get("at")
+    return stamp if isinstance(stamp, float) and now - 60 < stamp <= now else now
 
 
 async def _read_body(request: Request, limit: int, seconds: float) -> bytes:
@@ -254,7 +263,7 @@ def reload(state: State, logger: logging.Logger, trigger: str) -> bool:
     state.stamps = _stamps(state.settings)
     try:
         routing = load_routing(state.settings)
-        engine = build_engine(state.settings, routing, state.clients, state.breaker)
+        engine = build_engine(state.settings, routing, state.clients, state.breaker, in_flight=state.in_flight)
     except (CatalogueError, PromptError, ConfigError) as exc:
         kept = state.engine.routing.prompt.hash if state.engine else None
         event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=str(exc), kept_prompt_hash=kept)

@@ -15,7 +15,7 @@ from . import catalogue as catalogue_mod
 from . import prompt as prompt_mod
 from .catalogue import HANDOFF, TRANSFER, Catalogue, CatalogueError
 from .conversation import extract, render
-from .decision import CircuitBreaker, Decider, Decision
+from .decision import CircuitBreaker, Decider, Decision, InFlight
 from .llm_router import Endpoint, LLMRouter
 from .offline_router import OfflineRouter
 from .payload import DestinationRequest
@@ -116,7 +116,9 @@ class Engine:
 
 
 def build_engine(settings: Settings, routing: Routing, clients: Clients | None,
-                 breaker: CircuitBreaker | None = None, router_name: str | None = None) -> Engine:
+                 breaker: CircuitBreaker | None = None, router_name: str | None = None,
+                 in_flight: InFlight | None = None) -> Engine:
+    """`breaker` and `in_flight` belong to the process, not to one catalogue: pass the same ones on reload."""
     name, why = (router_name, f"--router {router_name}") if router_name else settings.router_choice()
     offline = OfflineRouter.for_catalogue(routing.catalogue, settings.offline_threshold)
     router: Router
@@ -131,5 +133,5 @@ def build_engine(settings: Settings, routing: Routing, clients: Clients | None,
     else:
         router = offline
     decider = Decider(routing.catalogue, router, settings.timeout, settings.max_attempts,
-                      settings.on_llm_failure, offline, breaker)
+                      settings.on_llm_failure, offline, breaker, in_flight or InFlight(spread=False))
     return Engine(settings, routing, router, offline, decider, why)

@@ -87,6 +87,8 @@ class Named(_Loose):
 
 
 class Call(_Loose):
+    """The call, or for a chat (no call at all) the chat: both carry an id and the assistant's id."""
+
     id: str | None = None
     assistantId: str | None = None  # when the request carries no assistant object
 
@@ -98,6 +100,7 @@ class DestinationRequest(_Loose):
     artifact: Artifact | None = None
     assistant: Named | None = None
     call: Call | None = None
+    chat: Call | None = None  # chats (Vapi's text channel) have no call
     timestamp: float | str | None = None
     parameters: dict[str, Any] | None = None  # handoffs: the arguments the voice assistant wrote for the tool
 
@@ -107,13 +110,13 @@ class DestinationRequest(_Loose):
 
     @property
     def call_id(self) -> str | None:
-        return self.call.id if self.call else None
+        return next((c.id for c in (self.call, self.chat) if c is not None and c.id), None)
 
     @property
     def assistant_keys(self) -> tuple[str | None, str | None]:
         """(id, name) of the voice assistant asking, for per-assistant subsets."""
-        assistant_id = (self.assistant.id if self.assistant else None) or (self.call.assistantId if self.call else None)
-        return assistant_id, self.assistant.name if self.assistant else None
+        ids = (self.assistant.id if self.assistant else None, *(c.assistantId for c in (self.call, self.chat) if c))
+        return next((i for i in ids if i), None), self.assistant.name if self.assistant else None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:

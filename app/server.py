@@ -18,11 +18,13 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+ARRIVED = "switchboard.arrived"  # ASGI scope extension: time.monotonic() when the request's first byte came
 FDS_PER_REQUEST = 3  # the caller's connection, the model request and a hedged one
 FDS_RESERVED = 64  # files, the listening socket, the event loop, logs
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable, read when it is imported
@@ -44,6 +46,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # When the request began to arrive: the answer's deadline counts from here, so time spent waiting for
+        # a busy event loop before the handler runs is not invisible to the service's own clock.
+        self.scope["extensions"] = {ARRIVED: {"at": time.monotonic()}}
         self._arm()
 
     def on_headers_complete(self) -> None:

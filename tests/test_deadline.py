@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -71,3 +72,53 @@ def test_no_reference_cycles_per_decision(fake, behaviour, overrides):
     fake.default = behaviour
     fake.keep_history = False
     assert cycles_per_decision(fake, **overrides) < 1
+
+
+def test_a_burst_of_equal_deadlines_is_spread_out_before_them():
+    """200 decisions due at the same instant each get a slot of `cost` seconds, all before the deadline."""
+    from app.decision import InFlight
+
+    in_flight = InFlight()
+    in_flight.cost = 0.004
+    ends = [in_flight.reserve(100.0, earliest=99.0) for _ in range(200)]
+    assert max(ends) == 100.0 and len(set(ends)) == 200
+    gaps = sorted(ends)
+    assert all(b - a >= 0.004 - 1e-9 for a, b in itertools.pairwise(gaps))
+    assert min(ends) == pytest.approx(100.0 - 199 * 0.004)
+    for end in ends:
+        in_flight.release(end)
+    assert len(in_flight) == 0
+
+
+def test_spreading_never_takes_more_than_allowed_and_leaves_steady_traffic_alone():
+    from app.decision import InFlight
+
+    in_flight = InFlight()
+    in_flight.cost = 0.004
+    assert [in_flight.reserve(10.0 + i * 0.01, earliest=0.0) for i in range(50)] == [10.0 + i * 0.01
+                                                                                    for i in range(50)]
+    crowded = [in_flight.reserve(20.0, earliest=19.9) for _ in range(100)]
+    assert min(crowded) == 19.9  # the floor: the router keeps at least its share of the budget
+    off = InFlight(spread=False)
+    assert [off.reserve(5.0, earliest=1.0) for _ in range(10)] == [5.0] * 10
+
+
+def test_the_slot_is_the_cpu_a_decision_costs():
+    from app.decision import InFlight
+
+    cpu, now, contention = [0.0], [0.0], [1.0]
+    in_flight = InFlight(cpu=lambda: cpu[0], clock=lambda: now[0], contention=lambda: contention[0])
+    ends = [in_flight.reserve(1e9, 0.0) for _ in range(10)]
+    for end in ends[:9]:
+        in_flight.release(end)  # within the sampling second: no new figure yet
+    assert in_flight.cost == 0.004
+    cpu[0], now[0] = 0.03, 1.5  # 30 ms of CPU for these 10 decisions
+    in_flight.release(ends[9])
+    assert in_flight.cost == pytest.approx(0.003)
+    # a shared machine: three runnable tasks for two cores, so each CPU-second takes 1.5 s
+    more = [in_flight.reserve(1e9, 0.0) for _ in range(10)]
+    for end in more[:9]:
+        in_flight.release(end)
+    cpu[0], now[0], contention[0] = 0.06, 3.0, 1.5
+    in_flight.release(more[9])
+    assert in_flight.cost == pytest.approx(0.0045)

@@ -1,0 +1,1154 @@
+"""Chaos run: attacks on the real service, each against a fresh service process, measured from outside.
+
+    python bench/chaos.py                          # every attack, full length (about 4 minutes)
+    python bench/chaos.py --smoke                  # every attack, shortened: well under 90 s (for CI)
+    python bench/chaos.py --repo /work/before      # run the service from another checkout
+    python bench/chaos.py --only hang-storm --only slow-body --json out.json --logs chaos-logs
+
+Each attack starts the service (`python -m app serve --port P`, cwd and PYTHONPATH set to --repo, settings
+in SWITCHBOARD_* variables) and, when the attack needs a model, `bench/chaos_fake.py` (a fake
+OpenAI-compatible server whose behaviour is switched mid-run over `POST /control`), both as separate
+processes on 127.0.0.1. Latency is measured here, outside the service, with aiohttp; raw-socket attacks use
+asyncio streams. The service's RSS is sampled from /proc every 100 ms while an attack runs, and once more a
+few seconds after its connections are closed.
+
+Output: one Markdown table on stdout (one row per attack), then what a good result would be for each.
+The script measures and never gates: the exit code is 0 unless the script itself fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import functools
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+SECRET = "s3cret"
+INTENTS = [
+    [("user", "Hi, I was charged twice this month and I want a refund"), ("bot", "I can help with that.")],
+    [("user", "my internet keeps dropping in the evening"), ("bot", "Let me look into that for you.")],
+    [("user", "I want to cancel my service, I'm switching providers"), ("bot", "I'm sorry to hear that.")],
+    [("user", "is there an outage in my area? the whole neighborhood is down"), ("bot", "One moment please.")],
+    [("user", "I'm moving next month, can you transfer my service"), ("bot", "Sure.")],
+    [("user", "can I speak to a real person, I have a complaint"), ("bot", "Of course.")],
+]
+
+transfer_request: Callable[..., dict[str, Any]]  # tests/vapi_payloads.py of --repo, imported in main()
+
+
+# -- results ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    status: int  # 0: no HTTP answer (connection error or client timeout)
+    latency: float  # seconds, until the whole answer was read (or the error)
+    body: Any = None
+    error: str | None = None
+
+    @property
+    def has_destination(self) -> bool:
+        return self.status == 200 and isinstance(self.body, dict) and "destination" in self.body
+
+
+@dataclass
+class Result:
+    name: str
+    budget: float
+    good: str
+    requests: int = 0
+    raw: int = 0  # raw-socket connections (and abandoned requests): not in the latency columns
+    non200: int = 0
+    conn_errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    mem_before: float = float("nan")
+    mem_peak: float = float("nan")
+    mem_after: float = float("nan")
+    check: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    log: dict[str, Any] = field(default_factory=dict)
+    finished: bool = True
+    error: str | None = None
+    alive_at_end: bool = True
+    stopped: str = ""
+    seconds: float = 0.0
+
+    def add(self, outcome: Outcome) -> Outcome:
+        self.requests += 1
+        self.latencies.append(outcome.latency)
+        key = str(outcome.status) if outcome.status else (outcome.error or "error")
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+        if outcome.status != 200:
+            self.non200 += 1
+        if outcome.status == 0:
+            self.conn_errors += 1
+        return outcome
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(seconds: float) -> str:
+    return "n/a" if seconds != seconds else f"{seconds * 1000:.0f} ms"
+
+
+def statuses(outcomes: list[Outcome]) -> str:
+    counts = Counter(str(o.status) if o.status else (o.error or "error") for o in outcomes)
+    return ", ".join(f"{k}×{v}" for k, v in sorted(counts.items())) or "none"
+
+
+# -- processes ------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def service_env(repo: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "OPENAI_"))}
+    env.update(PYTHONPATH=str(repo), **extra)
+    return env
+
+
+def verify_code(repo: Path) -> str:
+    """Which app package `python -m app` imports with the service's cwd and environment."""
+    out = subprocess.run([sys.executable, "-c", "import app; print(app.__file__)"], cwd=repo,
+                         env=service_env(repo, {}), capture_output=True, text=True, timeout=60, check=True)
+    path = out.stdout.strip()
+    if not Path(path).resolve().is_relative_to((repo / "app").resolve()):
+        raise SystemExit(f"--repo {repo}: `python -m app` would import {path}, not {repo}/app")
+    return path
+
+
+def read_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def wait_exit(proc: subprocess.Popen[Any], timeout: float) -> str:
+    """Terminate, then kill after `timeout`; says which it took."""
+    if proc.poll() is not None:
+        return f"had exited (rc {proc.returncode})"
+    proc.terminate()
+    try:
+        await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout)
+        return "terminated"
+    except TimeoutError:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)
+        return f"killed after {timeout:.0f} s"
+
+
+def spawn(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path,
+          preexec: Callable[[], None] | None) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                preexec_fn=preexec)
+
+
+def spawn_fake(port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(ROOT / "bench" / "chaos_fake.py"), "--port", str(port)], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+class Service:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+        self.proc, self.port, self.log_path = proc, port, log_path
+        self.url = f"http://{HOST}:{port}"
+
+    @classmethod
+    async def start(cls, repo: Path, env: dict[str, str], log_path: Path, nofile: int | None = None) -> Service:
+        port = free_port()
+
+        def limit_fds() -> None:  # runs in the child, before exec: the soft limit only
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+
+        proc = spawn([sys.executable, "-m", "app", "serve", "--port", str(port)], repo, service_env(repo, env),
+                     log_path, limit_fds if nofile is not None else None)
+        service = cls(proc, port, log_path)
+        try:
+            await service._wait_ready()
+        except BaseException:
+            await wait_exit(proc, 5)
+            raise
+        return service
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"service exited at start-up: {self.log_tail()}")
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    async with session.get(self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"service did not start within 30 s: {self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_mb(self) -> float:
+        return read_rss_mb(self.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int) -> list[str]:
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace").splitlines()
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")[-1500:]
+
+    async def stop(self, timeout: float) -> str:
+        return await wait_exit(self.proc, timeout)
+
+
+class Fake:
+    """bench/chaos_fake.py in its own process."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc, self.port = proc, port
+        self.base_url = f"http://{HOST}:{port}/v1"
+        self.session = aiohttp.ClientSession(f"http://{HOST}:{port}")
+
+    @classmethod
+    async def start(cls, port: int) -> Fake:
+        proc = spawn_fake(port)
+        assert proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+            return cls(proc, int(line))
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+
+    async def control(self, mode: str | None = None, latency: float | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in (("mode", mode), ("latency", latency)) if v is not None}
+        method = "POST" if body else "GET"
+        async with self.session.request(method, "/control", json=body or None) as r:
+            data: dict[str, Any] = await r.json()
+            return data
+
+    async def count(self) -> int:
+        return int((await self.control())["requests"])
+
+    async def stop(self) -> None:
+        await self.session.close()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 5)
+        except TimeoutError:
+            self.proc.kill()
+            await asyncio.to_thread(self.proc.wait)
+
+
+class LagMonitor:
+    """This process's own event-loop lag: large values mean the driver, not the service, added latency."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.lags.append((time.perf_counter() - t0 - 0.01) * 1000)
+
+    def start(self) -> LagMonitor:
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def stop(self) -> dict[str, float]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return {"p99": round(pct(self.lags, 0.99), 1), "max": round(max(self.lags, default=0.0), 1)}
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        while True:
+            self.samples.append(read_rss_mb(self.pid))
+            await asyncio.sleep(0.1)
+
+    def start(self) -> RssSampler:
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+# -- traffic --------------------------------------------------------------------------------------------
+
+def normal_body(i: int, call: str = "chaos") -> bytes:
+    return json.dumps(transfer_request(INTENTS[i % len(INTENTS)], call_id=f"{call}-{i}")).encode()
+
+
+def head(port: int, length: int, headers: dict[str, str] | None = None) -> bytes:
+    lines = ["POST /webhook HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
+             f"Content-Length: {length}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def closed_after(reader: asyncio.StreamReader, t0: float, until: float) -> tuple[float | None, bytes]:
+    """Read until the server closes the connection: (seconds since t0, first bytes it sent), or None at `until`."""
+    data = b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), max(0.0, until - time.monotonic()))
+            if not chunk:
+                return time.monotonic() - t0, data
+            data += chunk[: max(0, 200 - len(data))]
+    except TimeoutError:
+        return None, data
+    except OSError:
+        return time.monotonic() - t0, data
+
+
+@dataclass
+class Ctx:
+    service: Service
+    fake: Fake | None
+    session: aiohttp.ClientSession  # pooled keep-alive connections
+    fresh: aiohttp.ClientSession  # a new connection per request, as a new caller would open
+    result: Result
+    smoke: bool
+    repo: Path
+    log_offset: int
+    sockets: list[asyncio.StreamWriter] = field(default_factory=list)
+    finalize: Callable[[Result], str] | None = None
+
+    def pick(self, full: float, smoke: float) -> float:
+        return smoke if self.smoke else full
+
+    @property
+    def model(self) -> Fake:
+        assert self.fake is not None, "this attack needs the fake model"
+        return self.fake
+
+    @property
+    def fallback_destination(self) -> Any:
+        catalogue = json.loads((self.repo / "destinations.json").read_text())
+        return next(d["destination"] for d in catalogue["destinations"] if d["id"] == catalogue["fallback"])
+
+    def routed(self, outcome: Outcome) -> bool:
+        """200, with a destination that is not the catalogue's fallback."""
+        return outcome.has_destination and outcome.body["destination"] != self.fallback_destination
+
+    async def post(self, body: bytes, headers: dict[str, str] | None = None, *, fresh: bool = False,
+                   record: bool = True, timeout: float | None = None) -> Outcome:
+        session = self.fresh if fresh else self.session
+        limit = timeout or self.result.budget * 3 + 5
+        t0 = time.perf_counter()
+        try:
+            async with session.post(self.service.url + "/webhook", data=body, timeout=aiohttp.ClientTimeout(
+                    total=limit), headers={"content-type": "application/json", **(headers or {})}) as r:
+                raw, status = await r.read(), r.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            outcome = Outcome(0, time.perf_counter() - t0, error=type(exc).__name__)
+        else:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = raw[:200].decode("utf-8", "replace")
+            outcome = Outcome(status, time.perf_counter() - t0, parsed)
+        return self.result.add(outcome) if record else outcome
+
+    async def get(self, path: str) -> Any:
+        async with self.session.get(self.service.url + path, timeout=aiohttp.ClientTimeout(total=30)) as r:
+            return await r.json()
+
+    async def breaker(self) -> str:
+        try:
+            return str((await self.get("/healthz")).get("breaker"))
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            return f"unreadable ({type(exc).__name__})"
+
+    async def open_raw(self, timeout: float = 10) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, self.service.port), timeout)
+        self.sockets.append(writer)
+        return reader, writer
+
+    def close_sockets(self) -> None:
+        for writer in self.sockets:
+            with contextlib.suppress(Exception):
+                writer.close()
+        self.sockets.clear()
+
+    def log(self) -> list[str]:
+        return self.service.log_since(self.log_offset)
+
+
+async def periodic(ctx: Ctx, interval: float, until: float, headers: dict[str, str] | None = None,
+                   fresh: bool = True, call: str = "real") -> list[Outcome]:
+    """A caller posting a normal request every `interval` s (not waiting for the previous answer)."""
+    outcomes: list[Outcome] = []
+
+    async def one(i: int) -> None:
+        outcomes.append(await ctx.post(normal_body(i, call), headers, fresh=fresh))
+
+    async with asyncio.TaskGroup() as tg:
+        i = 0
+        while time.monotonic() < until:
+            tg.create_task(one(i))
+            i += 1
+            await asyncio.sleep(interval)
+    return outcomes
+
+
+async def continuous(ctx: Ctx, until: float, body: Callable[[int], bytes], record: bool = True) -> list[Outcome]:
+    outcomes, i = [], 0
+    while time.monotonic() < until:
+        outcomes.append(await ctx.post(body(i), record=record))
+        i += 1
+    return outcomes
+
+
+def ok_count(outcomes: list[Outcome]) -> str:
+    return f"{sum(o.has_destination for o in outcomes)}/{len(outcomes)}"
+
+
+def log_stats(lines: list[str]) -> dict[str, Any]:
+    errors = [ln for ln in lines if '"level": "error"' in ln or '"level": "critical"' in ln
+              or ln.startswith(("ERROR", "CRITICAL"))]
+    unusual = Counter(re.sub(r'"(ts|request_id)": [^,}]+(, )?', "", ln)[:300] for ln in lines
+                      if not ln.startswith((" ", "\t")) and (not ln.startswith("{") or '"level": "info"' not in ln))
+    return {"lines": len(lines), "tracebacks": sum(ln.startswith("Traceback") for ln in lines),
+            "errors": len(errors), "excerpt": [f"{n}× {ln}" for ln, n in unusual.most_common(8)]}
+
+
+def log_words(log: dict[str, Any]) -> str:
+    return f"log: {log.get('lines', 0)} lines, {log.get('tracebacks', 0)} Traceback, {log.get('errors', 0)} error-level"
+
+
+# -- the attacks ----------------------------------------------------------------------------------------
+
+async def hang_storm(ctx: Ctx) -> None:
+    # Open the 200 keep-alive connections first, as Vapi's pool would have them: otherwise this driver's own
+    # connection set-up (200 connects in one loop) is measured as the service's latency in the first wave.
+    await ctx.model.control("ok")
+    await asyncio.gather(*(ctx.post(normal_body(i, "warm"), record=False) for i in range(200)))
+    await ctx.model.control("hang")
+    until = time.monotonic() + ctx.pick(30, 5)
+    count0 = await ctx.model.count()
+
+    callers = [continuous(ctx, until, lambda n, i=i: normal_body(i * 100_000 + n, "storm")) for i in range(200)]
+    outcomes = [o for c in await asyncio.gather(*callers) for o in c]
+    budget = ctx.result.budget
+    within = sum(o.latency <= budget + 0.1 for o in outcomes)
+    late = sum(o.latency > budget + 0.3 for o in outcomes)
+    ctx.result.check = (f"within {budget + 0.1:.1f} s: {within / max(1, len(outcomes)):.2%}; later than "
+                        f"{budget + 0.3:.1f} s: {late}; with a destination: {ok_count(outcomes)}; "
+                        f"model requests: {await ctx.model.count() - count0}")
+    inside = [json.loads(ln)["total_ms"] for ln in ctx.log() if ln.startswith("{") and '"decision"' in ln]
+    ctx.finalize = lambda r: (f"{r.check}; the service's own total_ms max {max(inside, default=0):.0f}; this "
+                              f"driver's event-loop lag max {r.details['driver_lag_ms']['max']:.0f} ms")
+
+
+async def breaker_hung_probe(ctx: Ctx) -> None:
+    fake, r = ctx.model, ctx.result
+    await fake.control("500")
+    for i in range(3):
+        await ctx.post(normal_body(i, "five-hundred"))
+    after_500 = await ctx.breaker()
+    await fake.control("hang")
+    await asyncio.sleep(1.3)  # past the 1 s cooldown: the next call is the half-open probe, and it hangs
+    probes = [await ctx.post(normal_body(i, "probe")) for i in range(3)]
+    after_probe = await ctx.breaker()
+    await fake.control("ok")
+    n, spacing = int(ctx.pick(20, 4)), 0.5
+    start, routed = time.monotonic(), 0
+    for i in range(n):
+        await asyncio.sleep(max(0.0, start + i * spacing - time.monotonic()))
+        before = await fake.count()
+        outcome = await ctx.post(normal_body(i, "recovered"))
+        routed += ctx.routed(outcome) and await fake.count() > before
+        r.check = f"routed after recovery: {routed}/{i + 1}"
+    end = await ctx.breaker()
+    r.details.update(probe_latencies=[o.latency for o in probes], breaker=[after_500, after_probe, end])
+    r.check = (f"routed after recovery: {routed}/{n}; breaker after the 500s: {after_500}, after the hung probe: "
+               f"{after_probe}, at the end: {end}; probe calls took {', '.join(ms(o.latency) for o in probes)}")
+
+
+async def breaker_hang_storm(ctx: Ctx) -> None:
+    await ctx.model.control("hang")
+    count0 = await ctx.model.count()
+    n = int(ctx.pick(8, 4))
+    outcomes = [await ctx.post(normal_body(i, "hang")) for i in range(n)]
+    waited = sum(o.latency > 1.5 for o in outcomes)
+    ctx.result.check = (f"waited the whole budget (>1.5 s): {waited}/{n}; model requests: "
+                        f"{await ctx.model.count() - count0}; breaker at the end: {await ctx.breaker()}")
+
+
+def hostile_body(arguments: str) -> bytes:
+    body = transfer_request(INTENTS[0], views=("messages", "transcript"), call_id="hostile")
+    body["message"]["artifact"]["messages"][-1]["toolCalls"][0]["function"]["arguments"] = arguments
+    return json.dumps(body).encode()
+
+
+def hostile_arguments() -> dict[str, str]:
+    rng = random.Random(11)
+    alphabet = string.ascii_letters + string.digits + string.punctuation + " "
+    return {"nested": "[" * 100_000 + "]" * 100_000, "bigint": '{"x": ' + "9" * 5000 + "}",
+            "garbage": "".join(rng.choices(alphabet, k=900_000))}
+
+
+async def hostile_args(ctx: Ctx) -> None:
+    await ctx.model.control("ok")
+    n = int(ctx.pick(50, 5))
+    parts = []
+    for name, arguments in hostile_arguments().items():
+        body = hostile_body(arguments)
+        sem = asyncio.Semaphore(10)
+
+        async def one(body: bytes = body, sem: asyncio.Semaphore = sem) -> Outcome:
+            async with sem:
+                return await ctx.post(body)
+
+        outcomes = await asyncio.gather(*(one() for _ in range(n)))
+        resets = sum(o.status == 0 for o in outcomes)
+        parts.append(f"{name} ({len(body) // 1000} KB): {statuses(outcomes)}, resets {resets}")
+        ctx.result.details[name] = {"bytes": len(body), "statuses": statuses(outcomes)}
+    ctx.result.check = "; ".join(parts)
+    ctx.finalize = lambda r: f"{r.check}; {log_words(r.log)}"
+
+
+async def drop_mid_body(ctx: Ctx) -> None:
+    n, port = int(ctx.pick(200, 50)), ctx.service.port
+    rng = random.Random(5)
+
+    async def drop() -> None:
+        _, writer = await ctx.open_raw()
+        writer.write(head(port, 100_000) + (b'{"message": {"type": "transfer-destination-request", ').ljust(1000))
+        await writer.drain()
+        await asyncio.sleep(rng.uniform(0, 0.2))
+        writer.close()
+
+    async def drops() -> None:
+        results = await asyncio.gather(*(drop() for _ in range(n)), return_exceptions=True)
+        ctx.result.details["drop_errors"] = [repr(x) for x in results if isinstance(x, BaseException)][:5]
+
+    until = time.monotonic() + ctx.pick(3, 2)
+    ctx.result.raw = n
+    normal, _ = await asyncio.gather(periodic(ctx, 0.1, until), drops())
+    ctx.finalize = lambda r: f"{log_words(r.log)} (for {n} dropped bodies); normal calls ok {ok_count(normal)}"
+
+
+async def unauth_flood(ctx: Ctx) -> None:
+    n, port = 200, ctx.service.port
+    until = time.monotonic() + ctx.pick(10, 3)
+    body = b"x" * 1_048_575
+    sent = Counter[str]()
+
+    async def hog() -> None:
+        try:
+            _, writer = await ctx.open_raw()
+            writer.write(head(port, len(body)) + body)
+            await asyncio.wait_for(writer.drain(), max(0.1, until - time.monotonic()))
+            sent["whole body sent"] += 1
+        except TimeoutError:
+            sent["body still sending at the end"] += 1
+        except OSError as exc:
+            sent[type(exc).__name__] += 1
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+
+    ctx.result.raw = n
+    real, *_ = await asyncio.gather(periodic(ctx, 0.2, until, {"X-Vapi-Secret": SECRET}),
+                                    *(hog() for _ in range(n)))
+    ctx.close_sockets()
+    ctx.result.details["hogs"] = dict(sent)
+
+    def verdict(r: Result) -> str:
+        grown = r.mem_after - r.mem_before
+        back = "yes" if grown <= 10 else "no"
+        return (f"real caller ok {ok_count(real)}; memory after − before {grown:+.0f} MB (back within 10 MB: "
+                f"{back}); hogs: {', '.join(f'{k} {v}' for k, v in sent.items())}")
+
+    ctx.finalize = verdict
+
+
+async def half_open_fd(ctx: Ctx) -> None:
+    n, port = 1100, ctx.service.port
+    hold = ctx.pick(10, 3)
+    opened = Counter[str]()
+    closes: list[float] = []
+    answers = Counter[str]()
+    ready, all_open = asyncio.Event(), asyncio.Event()
+    gate = asyncio.Semaphore(200)
+
+    async def holder() -> None:
+        try:
+            async with gate:
+                reader, writer = await ctx.open_raw(timeout=5)
+                writer.write(head(port, 20_000) + b"x" * 10_000)
+                t0 = time.monotonic()
+            opened["opened"] += 1
+        except (OSError, TimeoutError) as exc:
+            opened[type(exc).__name__] += 1
+            return
+        finally:
+            if sum(opened.values()) >= n:
+                all_open.set()
+        await ready.wait()
+        closed, data = await closed_after(reader, t0, until)
+        if closed is not None:
+            closes.append(closed)
+            answers[data.split(b"\r\n", 1)[0].decode("latin-1") or "(nothing)"] += 1
+
+    until = time.monotonic() + 90.0  # replaced once every connection is open
+
+    async def real_caller() -> list[Outcome]:
+        nonlocal until
+        tasks = [asyncio.create_task(holder()) for _ in range(n)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_open.wait(), 60)
+        until = time.monotonic() + hold
+        ready.set()
+        outcomes = await periodic(ctx, 0.2, until)
+        await asyncio.gather(*tasks)
+        return outcomes
+
+    ctx.result.raw = n
+    real = await real_caller()
+    ctx.close_sockets()
+    await asyncio.sleep(ctx.pick(1.0, 0.5))
+    after = [await ctx.post(normal_body(i, "after"), fresh=True) for i in range(5)]
+    ctx.result.details.update(opened=dict(opened), server_answers=dict(answers))
+    first = f", first after {min(closes):.1f} s" if closes else ""
+    ctx.result.check = (f"real caller ok during the hold {ok_count(real)}; server closed {len(closes)}/"
+                        f"{opened['opened']} held connections{first}; after release ok {ok_count(after)}")
+    ctx.finalize = lambda r: f"{r.check}; {log_words(r.log)}"
+
+
+async def type_labels(ctx: Ctx) -> None:
+    n = int(ctx.pick(150, 20))
+    sem = asyncio.Semaphore(4)
+
+    async def one(i: int) -> Outcome:
+        async with sem:
+            body = json.dumps({"message": {"type": "x" * 1_048_000 + str(i)}}).encode()
+            return await ctx.post(body)
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(n)))
+    t0, size = time.monotonic(), 0
+    async with ctx.session.get(ctx.service.url + "/metrics", timeout=aiohttp.ClientTimeout(total=120)) as r:
+        async for chunk in r.content.iter_chunked(1 << 16):
+            size += len(chunk)
+    took = time.monotonic() - t0
+    ctx.result.details["metrics_bytes"] = size
+    ctx.finalize = lambda r: (f"{n} types: {statuses(outcomes)}; /metrics {size:,} bytes in {took:.1f} s; "
+                              f"memory after − before {r.mem_after - r.mem_before:+.0f} MB")
+
+
+def big_conversation(limit: int = 1_048_576 - 2_000) -> tuple[bytes, int]:
+    """A transfer request of about 1 MiB: ~31,000 short turns in artifact.messages (the only view present)."""
+    texts = [("user", "my bill"), ("bot", "ok"), ("user", "yes"), ("bot", "sure")]
+    turns: list[dict[str, Any]] = []
+    size = 0
+    while size < limit - 400:
+        role, text = texts[len(turns) % len(texts)]
+        turns.append({"role": role, "message": text})
+        size += len(json.dumps(turns[-1], separators=(",", ":"))) + 1
+    turns.append({"role": "tool_calls", "message": "", "toolCalls": [
+        {"id": "t1", "type": "function", "function": {"name": "transferCall", "arguments": "{}"}}]})
+    message = {"type": "transfer-destination-request", "artifact": {"messages": turns},
+               "assistant": {"id": "asst-main", "name": "Brightline Front Line"}, "call": {"id": "big"}}
+    return json.dumps({"message": message}, separators=(",", ":")).encode(), len(turns) - 1
+
+
+async def large_conversations(ctx: Ctx) -> None:
+    big, turns = big_conversation()
+    until = time.monotonic() + ctx.pick(15, 4)
+    heavy = [continuous(ctx, until, lambda _: big, record=False) for _ in range(2)]
+    normal, *heavies = await asyncio.gather(periodic(ctx, 0.1, until, fresh=False), *heavy)
+    done = [o for h in heavies for o in h]
+    lat = [o.latency for o in normal]
+    ctx.result.raw = len(done)
+    ctx.result.details.update(big_bytes=len(big), big_turns=turns, heavy_latencies=[o.latency for o in done])
+    ctx.result.check = (f"normal caller p50 {ms(pct(lat, 0.5))}, p90 {ms(pct(lat, 0.9))}, worst {ms(max(lat))}; "
+                        f"1 MiB requests ({turns:,} turns, messages view only): {len(done)}, p50 "
+                        f"{ms(pct([o.latency for o in done], 0.5))}, {statuses(done)}")
+
+
+async def slow_body(ctx: Ctx) -> None:
+    n, port = 50, ctx.service.port
+    window = ctx.pick(30, 6)
+    until = time.monotonic() + window
+    closes: list[float] = []
+    answers = Counter[str]()
+
+    async def dribble() -> None:
+        reader, writer = await ctx.open_raw()
+        t0 = time.monotonic()
+        writer.write(head(port, 1000))
+        watch = asyncio.create_task(closed_after(reader, t0, until))
+        while not watch.done() and time.monotonic() < until:
+            with contextlib.suppress(OSError):
+                if not writer.is_closing():
+                    writer.write(b" ")
+            await asyncio.wait({watch}, timeout=1.0)
+        closed, data = await watch
+        if closed is not None:
+            closes.append(closed)
+            answers[data.split(b"\r\n", 1)[0].decode("latin-1") or "(nothing)"] += 1
+
+    ctx.result.raw = n
+    normal, *_ = await asyncio.gather(periodic(ctx, 0.2, until), *(dribble() for _ in range(n)))
+    ctx.result.details["server_answers"] = dict(answers)
+    median = f" (median after {statistics.median(closes):.1f} s, answered {dict(answers)})" if closes else ""
+    ctx.result.check = (f"server closed {len(closes)}/{n}{median}; still open at {window:.0f} s: {n - len(closes)}; "
+                        f"normal caller ok {ok_count(normal)}")
+
+
+async def client_cancel(ctx: Ctx) -> None:
+    fake, port = ctx.model, ctx.service.port
+    await fake.control("ok", latency=1.5)
+    n = int(ctx.pick(200, 50))
+    count0 = await fake.count()
+
+    async def abandon(i: int) -> None:
+        _, writer = await ctx.open_raw()
+        body = normal_body(i, "abandoned")
+        writer.write(head(port, len(body)) + body)
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+
+    await asyncio.gather(*(abandon(i) for i in range(n)))
+    ctx.result.raw = n
+    await asyncio.sleep(2.0)  # the abandoned decisions end (1.5 s model latency) before the normal calls
+    model_calls = await fake.count() - count0
+    normal = await asyncio.gather(*(ctx.post(normal_body(i, "after-cancel")) for i in range(20)))
+    routed = sum(ctx.routed(o) for o in normal)
+    breaker = await ctx.breaker()
+    ctx.finalize = lambda r: (f"normal calls routed {routed}/20 ({statuses(list(normal))}); {log_words(r.log)}; "
+                              f"breaker {breaker}; model requests for the {n} abandoned: {model_calls}")
+
+
+def read_text(path: Path) -> str:
+    return path.read_text()
+
+
+def write_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def canonical(destination: Any) -> str:
+    return json.dumps(destination, sort_keys=True)
+
+
+async def reload_storm(ctx: Ctx) -> None:
+    path = Path(ctx.result.details["destinations"])
+    original = json.loads(read_text(path))
+    allowed = {canonical(d["destination"]) for d in original["destinations"]}
+    until = time.monotonic() + ctx.pick(10, 3)
+    written = Counter[str]()
+
+    async def rewrite() -> None:
+        k = 0
+        while time.monotonic() < until:
+            version = copy.deepcopy(original)
+            billing = next(d for d in version["destinations"] if d["id"] == "billing")
+            billing["destination"]["number"] = f"+1415556{k % 10000:04d}"
+            text = json.dumps(version, indent=2)
+            if k % 2:
+                text = text[: len(text) // 2]  # broken JSON
+                written["broken"] += 1
+            else:
+                allowed.update(canonical(d["destination"]) for d in version["destinations"])
+                written["valid"] += 1
+            write_text(path, text)  # in place, not atomic: a reader may see it half-written
+            k += 1
+            await asyncio.sleep(0.05)
+
+    async def hup() -> None:
+        while time.monotonic() < until:
+            await asyncio.sleep(0.2)
+            if ctx.service.alive():
+                os.kill(ctx.service.pid, signal.SIGHUP)
+                written["SIGHUP"] += 1
+
+    _, _, *callers = await asyncio.gather(rewrite(), hup(), *(continuous(ctx, until, lambda i, c=c: normal_body(
+        i * 20 + c, "reload")) for c in range(20)))
+    outcomes = [o for c in callers for o in c]
+    bad = [o for o in outcomes if o.has_destination and canonical(o.body["destination"]) not in allowed]
+    numbers = {o.body["destination"].get("number") for o in outcomes if o.has_destination}
+    lines = ctx.log()
+    reloads = {k: sum(f'"event": "{k}"' in ln for ln in lines) for k in ("reloaded", "reload_failed")}
+    ctx.result.details.update(written=dict(written), reloads=reloads, bad=[o.body for o in bad[:3]])
+    ctx.result.check = (f"non-200: {ctx.result.non200}; answers outside every catalogue version: {len(bad)}; "
+                        f"distinct numbers answered: {len(numbers)}; files written {written['valid']} valid + "
+                        f"{written['broken']} broken, {written['SIGHUP']} SIGHUP; log: {reloads['reloaded']} "
+                        f"reloaded, {reloads['reload_failed']} reload_failed")
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    run: Callable[[Ctx], Awaitable[None]]
+    env: dict[str, str]
+    good: str
+    model: bool = True  # needs the fake model (the LLM router); else the offline router
+    nominal: tuple[float, float] = (30, 10)  # expected seconds (full, smoke): the limit is 2× this + 20 s
+    settle: tuple[float, float] = (3, 0.3)  # seconds between closing the attack's connections and "after" RSS
+    nofile: int | None = None
+
+
+ATTACKS = [
+    Attack("hang-storm", hang_storm, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "0"},
+           "≥99.5% of answers within 2.1 s, none later than 2.3 s, all 200 (fallback answers)", nominal=(33, 8)),
+    Attack("breaker-hung-probe", breaker_hung_probe,
+           {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "3", "SWITCHBOARD_BREAKER_COOLDOWN": "1",
+            "SWITCHBOARD_MAX_ATTEMPTS": "1"},
+           "post-recovery calls routed except those in at most one 1 s cooldown (≥18/20; smoke ≥2/4), breaker "
+           "closed at the end",
+           nominal=(20, 10)),
+    Attack("breaker-hang-storm", breaker_hang_storm, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "3"},
+           "only the 3 calls that open the breaker wait ~2 s (3/8; smoke 3/4); the rest answered at once",
+           nominal=(18, 12)),
+    Attack("hostile-args", hostile_args, {"SWITCHBOARD_TIMEOUT": "2"},
+           "all 200 with a destination (a bad hint is ignored), no resets, no Traceback or error lines",
+           nominal=(25, 8)),
+    Attack("drop-mid-body", drop_mid_body, {"SWITCHBOARD_TIMEOUT": "2"},
+           "normal calls all ok; no Traceback and no error-level line for a client that went away", nominal=(5, 4)),
+    Attack("unauth-flood", unauth_flood, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_SECRET": SECRET},
+           "real caller all ok; unauthenticated bodies not buffered (peak far below +200 MB); after within 10 MB of "
+           "before", nominal=(12, 6), settle=(5, 1)),
+    Attack("half-open-fd", half_open_fd, {"SWITCHBOARD_TIMEOUT": "2"},
+           "real caller ok throughout (the service keeps fds for callers), idle half-sent requests closed by the "
+           "server after a body timeout; all ok after release", nominal=(20, 12), nofile=1024),
+    Attack("type-labels", type_labels, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_MAX_BODY_BYTES": "2097152"},
+           "/metrics stays small (unknown types share one label), memory back near before", model=False,
+           nominal=(30, 8)),
+    Attack("large-conversations", large_conversations, {"SWITCHBOARD_TIMEOUT": "1"},
+           "normal caller p50 < 100 ms and p90 < 300 ms; 1 MiB requests answered within 1.1 s", model=False,
+           nominal=(17, 6)),
+    Attack("slow-body", slow_body, {"SWITCHBOARD_TIMEOUT": "2"},
+           "the server closes a trickling body after a few seconds (e.g. 408), normal caller all ok",
+           nominal=(32, 8)),
+    Attack("client-cancel", client_cancel, {"SWITCHBOARD_TIMEOUT": "2"},
+           "20/20 normal calls routed, no error lines, breaker closed", nominal=(10, 6)),
+    Attack("reload-storm", reload_storm, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_RELOAD_INTERVAL": "0.1"},
+           "0 non-200, every answer from some catalogue version, service alive", model=False, nominal=(12, 5)),
+]
+BASE_ENV = {"SWITCHBOARD_LOG_FORMAT": "json", "SWITCHBOARD_RELOAD_INTERVAL": "0", "SWITCHBOARD_HEDGE_DELAY": "0"}
+
+
+# -- running --------------------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    repo: Path
+    smoke: bool
+    logs: Path
+
+
+@contextlib.asynccontextmanager
+async def sessions() -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.ClientSession]]:
+    pooled = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=250))
+    fresh = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
+    try:
+        yield pooled, fresh
+    finally:
+        await pooled.close()
+        await fresh.close()
+
+
+def attack_env(attack: Attack, fake_port: int | None, workdir: Path, opts: Options,
+               result: Result) -> dict[str, str]:
+    env = dict(BASE_ENV)
+    if fake_port is not None:
+        env.update(OPENAI_BASE_URL=f"http://{HOST}:{fake_port}/v1", OPENAI_API_KEY="chaos", SWITCHBOARD_ROUTER="llm")
+    else:
+        env["SWITCHBOARD_ROUTER"] = "offline"
+    if attack.name == "reload-storm":  # its own copies of the catalogue and prompt, rewritten under load
+        shutil.copy(opts.repo / "destinations.json", workdir / "destinations.json")
+        shutil.copy(opts.repo / "prompts" / "route.md", workdir / "route.md")
+        env.update(SWITCHBOARD_DESTINATIONS=str(workdir / "destinations.json"),
+                   SWITCHBOARD_PROMPT=str(workdir / "route.md"))
+        result.details["destinations"] = str(workdir / "destinations.json")
+    env.update(attack.env)
+    return env
+
+
+async def start_both(attack: Attack, workdir: Path, opts: Options, result: Result) -> tuple[Fake | None, Service]:
+    """The fake model (if the attack needs one) and the service, started side by side."""
+    fake_port = free_port() if attack.model else None
+    env = attack_env(attack, fake_port, workdir, opts, result)
+    log = opts.logs / f"{attack.name}.log"
+    fake_start: Awaitable[Fake | None] = Fake.start(fake_port) if fake_port else asyncio.sleep(0, None)
+    fake, service = await asyncio.gather(fake_start, Service.start(opts.repo, env, log, attack.nofile),
+                                         return_exceptions=True)
+    if isinstance(fake, BaseException) or isinstance(service, BaseException):
+        if isinstance(fake, Fake):
+            await fake.stop()
+        if isinstance(service, Service):
+            await service.stop(5)
+        error = fake if isinstance(fake, BaseException) else service
+        assert isinstance(error, BaseException)
+        raise error
+    assert isinstance(service, Service)
+    return fake, service
+
+
+async def measure(attack: Attack, ctx: Ctx, opts: Options, settling: Callable[[], None]) -> None:
+    """The attack itself, bounded, with RSS sampled throughout and once more after it settles. `settling` is
+    called when the attack's connections are closed (the next attack's processes start meanwhile)."""
+    result = ctx.result
+    pick = 1 if opts.smoke else 0
+    limit = 2 * attack.nominal[pick] + 20
+    sampler = RssSampler(ctx.service.pid).start()
+    lag = LagMonitor().start()
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            await attack.run(ctx)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        result.finished = False
+        result.check = f"did not finish within {limit:.0f} s; so far: {result.check or '-'}"
+    finally:
+        ctx.close_sockets()
+        await sampler.stop()
+        result.details["driver_lag_ms"] = await lag.stop()
+    settling()
+    await asyncio.sleep(attack.settle[pick])
+    result.mem_after = ctx.service.rss_mb()
+    result.mem_peak = max([result.mem_before, result.mem_after, *(s for s in sampler.samples if s == s)])
+    result.log = log_stats(ctx.log())
+    result.alive_at_end = ctx.service.alive()
+    if ctx.finalize is not None and result.finished:
+        result.check = ctx.finalize(result)
+
+
+@dataclass
+class Launch:
+    """An attack whose fake model and service are starting (or have started) in the background."""
+
+    attack: Attack
+    result: Result
+    workdir: Path
+    task: asyncio.Task[tuple[Fake | None, Service]]
+
+    @classmethod
+    def start(cls, attack: Attack, opts: Options) -> Launch:
+        result = Result(attack.name, float(attack.env.get("SWITCHBOARD_TIMEOUT", "5")), attack.good)
+        workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{attack.name}-"))
+        return cls(attack, result, workdir, asyncio.create_task(start_both(attack, workdir, opts, result)))
+
+    async def abandon(self) -> None:
+        """Stop whatever this launch started, without running the attack."""
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            fake, service = await self.task
+            await service.stop(5)
+            if fake is not None:
+                await fake.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def run_attack(launch: Launch, opts: Options, settling: Callable[[], None]) -> Result:
+    attack, result = launch.attack, launch.result
+    started = time.monotonic()
+    fake: Fake | None = None
+    service: Service | None = None
+    try:
+        fake, service = await launch.task
+        result.details["start_wait_s"] = round(time.monotonic() - started, 2)
+        async with sessions() as (pooled, fresh):
+            ctx = Ctx(service, fake, pooled, fresh, result, opts.smoke, opts.repo, 0)
+            await ctx.post(normal_body(0, "warm-up"), record=False)  # first request's lazy imports and connections
+            result.mem_before = service.rss_mb()
+            ctx.log_offset = service.log_size()
+            await measure(attack, ctx, opts, settling)
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"[:300]
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        settling()
+        t_stop = time.monotonic()
+        if service is not None:
+            result.stopped = await service.stop(5)
+        if fake is not None:
+            await fake.stop()
+        result.details["stop_s"] = round(time.monotonic() - t_stop, 2)
+        shutil.rmtree(launch.workdir, ignore_errors=True)
+        result.seconds = time.monotonic() - started
+    return result
+
+
+class Pipeline:
+    """Runs the attacks one after another; each attack's processes start while the previous one settles."""
+
+    def __init__(self, attacks: list[Attack], opts: Options) -> None:
+        self.attacks, self.opts = attacks, opts
+        self.launches: dict[int, Launch] = {}
+
+    def launch(self, index: int) -> None:
+        if index < len(self.attacks) and index not in self.launches:
+            self.launches[index] = Launch.start(self.attacks[index], self.opts)
+
+    async def run(self) -> list[Result]:
+        results = []
+        try:
+            for i, attack in enumerate(self.attacks):
+                self.launch(i)
+                print(f"[{attack.name}] running", file=sys.stderr, flush=True)
+                result = await run_attack(self.launches.pop(i), self.opts, functools.partial(self.launch, i + 1))
+                print(f"[{attack.name}] {result.seconds:.1f} s: {result.check}", file=sys.stderr, flush=True)
+                results.append(result)
+        finally:
+            for launch in self.launches.values():
+                await launch.abandon()
+        return results
+
+
+def mb(x: float) -> str:
+    return "?" if x != x else f"{x:.0f}"
+
+
+def row(r: Result) -> str:
+    over = sum(x > r.budget + 0.1 for x in r.latencies)
+    share = f"{over / r.requests:.1%} (>{r.budget + 0.1:.1f} s)" if r.requests else "n/a"
+    requests = f"{r.requests}" + (f" (+{r.raw} raw)" if r.raw else "")
+    non200 = f"{r.non200}" + (f" ({r.conn_errors} no answer)" if r.conn_errors else "")
+    check = r.check
+    if r.error:
+        check = f"SCRIPT ERROR: {r.error}; {check}"
+    if not r.alive_at_end:
+        check = f"SERVICE DIED; {check}"
+    worst = ms(max(r.latencies)) if r.latencies else "n/a"
+    memory = f"{mb(r.mem_before)} / {mb(r.mem_peak)} / {mb(r.mem_after)}"
+    return f"| {r.name} | {requests} | {non200} | {share} | {worst} | {memory} | {check.replace('|', '/')} |"
+
+
+def report(results: list[Result], code: str, opts: Options, seconds: float) -> str:
+    lines = [f"Service code: {code} ({'smoke' if opts.smoke else 'full'} run, {seconds:.0f} s)", "",
+             "| attack | requests | non-200 answers | share over budget+100 ms | worst latency "
+             "| memory before / peak / after (MB) | check |", "|---|---|---|---|---|---|---|"]
+    lines += [row(r) for r in results]
+    lines += ["", "What good looks like:"]
+    lines += [f"- {r.name}: {r.good}" for r in results]
+    return "\n".join(lines)
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose app/ the service runs")
+    parser.add_argument("--smoke", action="store_true", help="every attack, shortened (well under 90 s)")
+    parser.add_argument("--only", action="append", choices=[a.name for a in ATTACKS], metavar="NAME",
+                        help="run only this attack (repeatable): " + ", ".join(a.name for a in ATTACKS))
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--logs", type=Path, help="keep each attack's service log in this directory")
+    return parser.parse_args()
+
+
+def import_payloads(repo: Path) -> None:
+    global transfer_request
+    sys.path.insert(0, str(repo))
+    from tests.vapi_payloads import transfer_request as builder
+
+    transfer_request = builder
+
+
+async def run_all(opts: Options, names: list[str] | None) -> list[Result]:
+    return await Pipeline([a for a in ATTACKS if not names or a.name in names], opts).run()
+
+
+def run(coroutine: Awaitable[list[Result]]) -> list[Result]:
+    """On uvloop when installed (as the service runs): less client-side overhead in the measurements."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)  # type: ignore[arg-type]
+    return uvloop.run(coroutine)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    args = parse_args()
+    repo = args.repo.resolve()
+    raise_fd_limit()
+    code = verify_code(repo)
+    import_payloads(repo)
+    logs = args.logs.resolve() if args.logs else Path(tempfile.mkdtemp(prefix="chaos-logs-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    opts = Options(repo, args.smoke, logs)
+    started = time.monotonic()
+    try:
+        results = run(run_all(opts, args.only))
+    finally:
+        if not args.logs:
+            shutil.rmtree(logs, ignore_errors=True)
+    print(report(results, code, opts, time.monotonic() - started), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"code": code, "smoke": opts.smoke,
+                                         "results": [dataclasses.asdict(r) for r in results]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
