@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("vapi", reason="needs Vapi's SDK: pip install vapi-server-sdk==3.0.0")
-
 from tests.fake_openai import answer
 from tests.vapi_sdk import (
     ALL_VIEWS,
