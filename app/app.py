@@ -26,10 +26,11 @@ from starlette.routing import Route
 
 from . import __version__
 from .auth import Authenticator, AuthError
+from .breaker import CircuitBreaker
 from .catalogue import CatalogueError
 from .conversation import NoConversation
-from .decision import CircuitBreaker, Decision, InFlight
-from .engine import Clients, ConfigError, Engine, Routing, build_engine, load_routing
+from .decision import Decision
+from .engine import Clients, ConfigError, Engine, Routing, Runtime, build_engine, confidence_state, load_routing
 from .logs import LOGGER, event, request_id
 from .metrics import Metrics
 from .payload import DESTINATION_REQUESTS, DestinationRequest, PayloadError, parse_json, parse_request, type_label
@@ -46,8 +47,7 @@ MAX_LENGTH_DIGITS = 12  # a Content-Length longer than this is not a number we w
 class State:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
-    breaker: CircuitBreaker | None = None
-    in_flight: InFlight = field(default_factory=InFlight)
+    runtime: Runtime = field(default_factory=Runtime)
     clients: Clients | None = None
     engine: Engine | None = None
     stamps: tuple[float, float] = (0.0, 0.0)
@@ -67,7 +67,8 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
         state.metrics.breaker_changed(new)
         event(logger, "breaker", logging.WARNING if new == "open" else logging.INFO, **{"from": old, "to": new})
 
-    state.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown, on_change=breaker_changed)
+    state.runtime = Runtime.for_service(settings, CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown,
+                                                                 on_change=breaker_changed))
     state.stamps = _stamps(settings)
     auth = Authenticator.from_settings(settings)
     try:
@@ -75,10 +76,17 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     except RecordingError as exc:
         raise ConfigError(str(exc)) from None
 
+    def learned(server: str, what: str, value: str) -> None:
+        event(logger, "model_server", logging.INFO if value in ("given", "True") else logging.WARNING,
+              server=server, **{what: value}, **({"confidence": confidence_state(value, settings.min_confidence)}
+                                                 if what == "logprobs" else {}))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.clients = Clients.from_settings(settings) if router_name == "llm" else None
-        state.engine = build_engine(settings, routing, state.clients, state.breaker, in_flight=state.in_flight)
+        if state.clients is not None:
+            state.clients.on_learned = learned
+        state.engine = build_engine(settings, routing, state.clients, state.runtime)
         event(logger, "started", **state.engine.describe(), auth=_auth_mode(settings), version=__version__)
         if not auth.enabled:
             event(logger, "no_secret", logging.WARNING,
@@ -153,7 +161,8 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
         body: dict[str, Any] = {"status": "ok" if engine else "starting", "version": __version__}
         if engine is not None:
             body.update(engine.describe())
-            body["breaker"] = state.breaker.state if state.breaker and state.breaker.enabled else "off"
+            breaker = state.runtime.breaker
+            body["breaker"] = breaker.state if breaker and breaker.enabled else "off"
         return JSONResponse(body, status_code=200 if engine else 503)
 
     async def metrics(request: Request) -> Response:
@@ -263,7 +272,7 @@ def reload(state: State, logger: logging.Logger, trigger: str) -> bool:
     state.stamps = _stamps(state.settings)
     try:
         routing = load_routing(state.settings)
-        engine = build_engine(state.settings, routing, state.clients, state.breaker, in_flight=state.in_flight)
+        engine = build_engine(state.settings, routing, state.clients, state.runtime)
     except (CatalogueError, PromptError, ConfigError) as exc:
         kept = state.engine.routing.prompt.hash if state.engine else None
         event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=str(exc), kept_prompt_hash=kept)

@@ -6,6 +6,7 @@ Files are read here (start-up, reload); nothing is read per request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,10 +14,13 @@ import openai
 
 from . import catalogue as catalogue_mod
 from . import prompt as prompt_mod
+from .breaker import CircuitBreaker
 from .catalogue import HANDOFF, TRANSFER, Catalogue, CatalogueError
 from .conversation import extract, render
-from .decision import CircuitBreaker, Decider, Decision, InFlight
-from .llm_router import Endpoint, LLMRouter
+from .deadlines import InFlight
+from .decision import Decider, Decision
+from .hedging import Hedging
+from .llm_router import Endpoint, LLMRouter, ServerTraits
 from .offline_router import OfflineRouter
 from .payload import DestinationRequest
 from .prompt import CompiledPrompt, Prompt
@@ -68,9 +72,10 @@ class Clients:
 
     primary: openai.AsyncOpenAI
     secondary: openai.AsyncOpenAI | None = None
-    # The structured-output mode each server accepted, learned by stepping down from json_schema. Kept here so
-    # a reload does not send every server one refused request again.
-    learned_modes: dict[str, str] = field(default_factory=dict)
+    # What each server was seen to refuse (output modes, log-probabilities, length keywords). Kept here so a
+    # reload does not send every server its refused requests again.
+    traits: dict[str, ServerTraits] = field(default_factory=dict)
+    on_learned: Callable[[str, str, str], None] | None = None  # told when a server's traits change
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Clients:
@@ -81,6 +86,21 @@ class Clients:
         await self.primary.close()
         if self.secondary is not None:
             await self.secondary.close()
+
+
+@dataclass
+class Runtime:
+    """What belongs to the process rather than to one catalogue, so a reload keeps it: the circuit breaker,
+    the deadlines of the decisions in flight, the hedging statistics."""
+
+    breaker: CircuitBreaker | None = None
+    in_flight: InFlight = field(default_factory=lambda: InFlight(spread=False))
+    hedging: Hedging | None = None
+
+    @classmethod
+    def for_service(cls, settings: Settings, breaker: CircuitBreaker | None = None) -> Runtime:
+        """The service's: deadlines spread apart under bursts (`route` and `eval` keep them as they are)."""
+        return cls(breaker, InFlight(spread=True), Hedging(settings.hedge_delay, settings.hedge_max_share))
 
 
 @dataclass
@@ -110,15 +130,32 @@ class Engine:
         return await self.decider.decide(self.query(request), started)
 
     def describe(self) -> dict[str, Any]:
-        return {"router": self.router.name, "why": self.why, "model": self.router.model,
-                "prompt": self.routing.prompt.name, "prompt_hash": self.routing.prompt.hash,
-                "destinations": len(self.catalogue.entries)}
+        out: dict[str, Any] = {"router": self.router.name, "why": self.why, "model": self.router.model,
+                               "prompt": self.routing.prompt.name, "prompt_hash": self.routing.prompt.hash,
+                               "destinations": len(self.catalogue.entries)}
+        if isinstance(self.router, LLMRouter):
+            out["output_mode"] = self.router.mode
+            out["confidence"] = confidence_state(self.router.logprobs, self.settings.min_confidence)
+        return out
+
+
+def confidence_state(logprobs: str, minimum: float) -> str:
+    """What /healthz and the start-up line say about the LLM's confidence and SWITCHBOARD_MIN_CONFIDENCE."""
+    applies = f"SWITCHBOARD_MIN_CONFIDENCE={minimum:g} applies" if minimum > 0 else "no minimum set"
+    return {
+        "unknown": f"not known until the first model call ({applies} if the server gives log-probabilities)",
+        "given": f"from the model's log-probabilities; {applies}",
+        "refused": "unavailable: the server refused log-probabilities" + (
+            f"; SWITCHBOARD_MIN_CONFIDENCE={minimum:g} cannot apply" if minimum > 0 else ""),
+        "absent": "unavailable: the server gives no log-probabilities" + (
+            f"; SWITCHBOARD_MIN_CONFIDENCE={minimum:g} cannot apply" if minimum > 0 else ""),
+    }[logprobs]
 
 
 def build_engine(settings: Settings, routing: Routing, clients: Clients | None,
-                 breaker: CircuitBreaker | None = None, router_name: str | None = None,
-                 in_flight: InFlight | None = None) -> Engine:
-    """`breaker` and `in_flight` belong to the process, not to one catalogue: pass the same ones on reload."""
+                 runtime: Runtime | None = None, router_name: str | None = None) -> Engine:
+    """`runtime` belongs to the process, not to one catalogue: pass the same one on reload."""
+    runtime = runtime or Runtime(hedging=Hedging(settings.hedge_delay, settings.hedge_max_share))
     name, why = (router_name, f"--router {router_name}") if router_name else settings.router_choice()
     offline = OfflineRouter.for_catalogue(routing.catalogue, settings.offline_threshold)
     router: Router
@@ -129,9 +166,9 @@ def build_engine(settings: Settings, routing: Routing, clients: Clients | None,
         if settings.fallback_model or clients.secondary is not None:
             secondary = Endpoint(clients.secondary or clients.primary, settings.fallback_model or settings.model)
         router = LLMRouter(Endpoint(clients.primary, settings.model), routing.prompt, routing.compiled,
-                           settings.output_mode, settings.hedge_delay, secondary, learned=clients.learned_modes)
+                           settings.output_mode, secondary, traits=clients.traits, on_learned=clients.on_learned)
     else:
         router = offline
-    decider = Decider(routing.catalogue, router, settings.timeout, settings.max_attempts,
-                      settings.on_llm_failure, offline, breaker, in_flight or InFlight(spread=False))
+    decider = Decider(routing.catalogue, router, settings.timeout, settings.max_attempts, settings.on_llm_failure,
+                      offline, runtime.breaker, runtime.in_flight, runtime.hedging, settings.min_confidence)
     return Engine(settings, routing, router, offline, decider, why)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .llm_router import LLMRouter
-from .router import Choice, Query
+from .router import Choice, Query, Retry, Usage
 
 
 class AnswerCache:
@@ -27,7 +27,12 @@ class AnswerCache:
         row = self.db.execute("SELECT choice FROM answers WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        return dataclasses.replace(Choice(**json.loads(row[0])), cached=True)
+        fields = json.loads(row[0])
+        try:
+            fields["usage"] = Usage(**fields.get("usage", {}))
+            return dataclasses.replace(Choice(**fields), cached=True)
+        except TypeError:
+            return None  # written by an older version: ask again
 
     def put(self, key: str, choice: Choice) -> None:
         self.db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(dataclasses.asdict(choice))))
@@ -48,21 +53,23 @@ class CachingRouter:
     def model(self) -> str:
         return self.inner.model
 
-    def key(self, query: Query) -> str:
+    def key(self, query: Query, retry: Retry | None = None) -> str:
         header = self.inner.prompt.header
         parts = {
             "model": self.inner.primary.model, "base_url": str(self.inner.primary.client.base_url),
             "prompt": self.inner.prompt.hash, "mode": self.inner.mode, "temperature": header.temperature,
             "max_tokens": header.max_tokens, "allowed": query.allowed, "conversation": query.text,
-            "hint": query.conversation.hint, "repeat": self.repeat_index,
+            "hint": query.conversation.hint, "repeat": self.repeat_index, "unreachable": query.unreachable,
+            "retry": [retry.answer, retry.problem] if retry else None,
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
-    async def choose(self, query: Query, timeout: float) -> Choice:
-        key = self.key(query)
+    async def choose(self, query: Query, timeout: float, *, retry: Retry | None = None,
+                     hedge: bool = False) -> Choice:
+        key = self.key(query, retry)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        choice = await self.inner.choose(query, timeout)
+        choice = await self.inner.choose(query, timeout, retry=retry, hedge=hedge)
         self.cache.put(key, choice)
         return choice

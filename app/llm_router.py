@@ -2,13 +2,20 @@
 
 The model only ever names an id. Anything else it writes (a phone number, a refusal, prose, malformed
 JSON) is an InvalidAnswer; numbers and URIs come from the catalogue alone.
+
+OpenAI-compatible servers differ in what they accept, so what a server refuses is learned once per server
+(and kept across reloads, see Clients.traits): the output mode steps down from a strict `json_schema` to
+`json_object` with the schema attached (llama.cpp and llama-cpp-python constrain by it), to a bare
+`json_object`, to plain text; log-probabilities stop being asked for; length keywords leave the schema.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import json
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +24,19 @@ import openai
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .catalogue import NONE
+from .confidence import TokenLogprob, id_span, probability
 from .prompt import CompiledPrompt, Prompt
-from .router import Choice, InvalidAnswer, ModelError, Query
+from .router import Choice, InvalidAnswer, ModelError, Query, Retry, Usage
 
-MODES = ("json_schema", "json_object", "text")
+MODES = ("json_schema", "json_object_schema", "json_object", "text")
+TOP_LOGPROBS = 3
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-_REFUSED_FORMAT = re.compile(r"response_format|json_schema|json_object|structured|grammar|not supported",
-                             re.IGNORECASE)
+# A refusal of the output format names it: OpenAI and vLLM say response_format/json_schema; llama.cpp says
+# 'response_format type must be one of "text" or "json_object"'; llama-cpp-python answers HTTP 500 with
+# pydantic's "Input should be 'text' or 'json_object'".
+_REFUSED_FORMAT = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
+_REFUSED_LOGPROBS = re.compile(r"logprobs", re.IGNORECASE)
+_REFUSED_LENGTH = re.compile(r"maxLength|minLength", re.IGNORECASE)
 
 
 class _Loose(BaseModel):
@@ -35,20 +48,41 @@ class Message(_Loose):
     refusal: str | None = None
 
 
+class LogprobToken(_Loose):
+    token: str = ""
+    logprob: float = 0.0
+    bytes: list[int] | None = None
+
+
+class Logprobs(_Loose):
+    content: list[LogprobToken] | None = None
+
+
 class CompletionChoice(_Loose):
     message: Message
+    finish_reason: str | None = None
+    logprobs: Logprobs | None = None
 
 
-class Usage(_Loose):
+class PromptDetails(_Loose):
+    cached_tokens: int | None = 0
+
+
+class CompletionUsage(_Loose):
     prompt_tokens: int | None = 0
     completion_tokens: int | None = 0
+    prompt_tokens_details: PromptDetails | None = None
+
+    def usage(self) -> Usage:
+        cached = self.prompt_tokens_details.cached_tokens if self.prompt_tokens_details else 0
+        return Usage(self.prompt_tokens or 0, self.completion_tokens or 0, cached or 0)
 
 
 class Completion(_Loose):
     """The part of an OpenAI chat completion that routing reads."""
 
     choices: list[CompletionChoice]
-    usage: Usage | None = None
+    usage: CompletionUsage | None = None
 
 
 class ModelAnswer(BaseModel):
@@ -58,9 +92,27 @@ class ModelAnswer(BaseModel):
 
 
 @dataclass
+class ServerTraits:
+    """What one server was seen to refuse; learned on the first refusal, then never asked again."""
+
+    mode: str = "json_schema"
+    # unknown (no answer yet) | given | refused (an HTTP error named them) | absent (asked, none came back)
+    logprobs: str = "unknown"
+    length_keywords: bool = True  # maxLength in the schema
+
+    @property
+    def ask_logprobs(self) -> bool:
+        return self.logprobs in ("unknown", "given")
+
+
+@dataclass
 class Endpoint:
     client: openai.AsyncOpenAI
     model: str
+
+    @property
+    def key(self) -> str:
+        return str(self.client.base_url)
 
 
 @dataclass
@@ -69,11 +121,10 @@ class LLMRouter:
     prompt: Prompt
     compiled: dict[tuple[str, ...], CompiledPrompt]
     output_mode: str = "auto"
-    hedge_delay: float = 0.0
     secondary: Endpoint | None = None  # where the hedged request goes; default the primary
-    # Output mode learned per server by stepping down from json_schema; shared with the clients so that it
-    # outlives a reload (see Clients.learned_modes).
-    learned: dict[str, str] = field(default_factory=dict)
+    # Shared with the clients, so that what was learned outlives a reload (see Clients.traits).
+    traits: dict[str, ServerTraits] = field(default_factory=dict)
+    on_learned: Callable[[str, str, str], None] | None = None  # (server, what, now): for the log
     name: str = "llm"
 
     @property
@@ -82,131 +133,178 @@ class LLMRouter:
 
     @property
     def mode(self) -> str:
-        return self._mode_for(self.primary)
+        return self._traits(self.primary).mode
 
-    def _mode_for(self, endpoint: Endpoint) -> str:
-        if self.output_mode != "auto":
-            return self.output_mode
-        return self.learned.get(str(endpoint.client.base_url), "json_schema")
+    @property
+    def logprobs(self) -> str:
+        """Whether the model's server gives log-probabilities: unknown, given, refused or absent."""
+        return self._traits(self.primary).logprobs
 
-    async def choose(self, query: Query, timeout: float) -> Choice:
+    def _traits(self, endpoint: Endpoint) -> ServerTraits:
+        traits = self.traits.get(endpoint.key)
+        if traits is None:
+            start = "json_object_schema" if self.output_mode == "json_object" else \
+                "json_schema" if self.output_mode == "auto" else self.output_mode
+            traits = self.traits[endpoint.key] = ServerTraits(mode=start)
+        return traits
+
+    async def choose(self, query: Query, timeout: float, *, retry: Retry | None = None,
+                     hedge: bool = False) -> Choice:
         compiled = self.compiled[query.compiled_key].for_allowed(query.allowed)
         messages = compiled.messages(query.text, query.conversation.hint, query.unreachable)
-        if self.hedge_delay <= 0 or timeout <= self.hedge_delay:
-            return await self._once(self.primary, compiled, messages, timeout)
-        return await self._hedged(compiled, messages, timeout)
-
-    async def _hedged(self, compiled: CompiledPrompt, messages: list[dict[str, str]], timeout: float) -> Choice:
-        """Send one more identical request if the first is slow; the first valid answer wins."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        first = asyncio.ensure_future(self._once(self.primary, compiled, messages, timeout))
-        tasks: set[asyncio.Future[Choice]] = {first}
-        try:
-            done, _ = await asyncio.wait(tasks, timeout=self.hedge_delay)
-            if not done:
-                second = asyncio.ensure_future(self._once(self.secondary or self.primary, compiled, messages,
-                                                          timeout - (loop.time() - started)))
-                tasks.add(second)
-            error: BaseException | None = None
-            while tasks:
-                done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    exc = task.exception()
-                    if exc is None:
-                        choice = task.result()
-                        if task is not first:
-                            choice = dataclasses.replace(choice, hedged=True)
-                        return choice
-                    error = error or exc
-            assert error is not None
-            raise error
-        finally:
-            for task in tasks:
-                task.cancel()
+        if retry is not None:
+            messages.append({"role": "assistant", "content": (retry.answer or "")[:200]})
+            messages.append({"role": "user", "content": f"That answer was refused: {retry.problem}. Answer again "
+                                                        f"with exactly one of these ids: {compiled.ids_text}."})
+        endpoint = self.secondary if hedge and self.secondary is not None else self.primary
+        choice = await self._once(endpoint, compiled, messages, timeout)
+        return dataclasses.replace(choice, hedged=True) if hedge else choice
 
     async def _once(self, endpoint: Endpoint, compiled: CompiledPrompt, messages: list[dict[str, str]],
                     timeout: float) -> Choice:
+        traits = self._traits(endpoint)
         while True:
-            mode = self._mode_for(endpoint)
+            mode = traits.mode
             try:
                 # The client's documented raw-request path: same HTTP stack, auth, timeouts and error mapping as
                 # chat.completions.create, without its generic request transform and response model, which
                 # cost about half of the client's CPU per call. The answer is validated by our own model below.
                 raw = await endpoint.client.post(
-                    "/chat/completions", body=self._request(endpoint.model, compiled, messages, mode),
+                    "/chat/completions", body=self._request(endpoint.model, compiled, messages, traits),
                     cast_to=httpx2.Response, options={"timeout": max(timeout, 0.001)})
                 response = Completion.model_validate_json(raw.content)
-            except openai.BadRequestError as exc:
-                if self.output_mode == "auto" and mode != "text" and _REFUSED_FORMAT.search(str(exc)):
-                    # The server does not do this kind of structured output: step down for good, try again.
-                    self.learned[str(endpoint.client.base_url)] = MODES[MODES.index(mode) + 1]
-                    continue
-                raise ModelError("bad_request", _short(exc), retryable=False) from None
+            except openai.APIStatusError as exc:
+                if self._learn(endpoint, traits, exc):
+                    continue  # the server refused something optional: ask again without it, at once
+                raise _classify(exc) from None
             except openai.APIError as exc:
                 raise _classify(exc) from None
             except (ValidationError, ValueError, TypeError) as exc:
                 raise ModelError("bad_response", f"unreadable response: {_short(exc)}", retryable=True) from None
-            return self._parse(response, compiled, mode, endpoint.model)
+            return self._parse(response, compiled, mode, endpoint, traits)
+
+    def _learn(self, endpoint: Endpoint, traits: ServerTraits, exc: openai.APIStatusError) -> bool:
+        """Step down from what an HTTP error says the server does not do. True: ask again."""
+        message = str(exc)
+        if exc.status_code < 400 or exc.status_code == 429:
+            return False
+        if traits.ask_logprobs and _REFUSED_LOGPROBS.search(message):  # o4-mini says so with a 403
+            self._note(endpoint, traits, "logprobs", "refused")
+            return True
+        if exc.status_code in (401, 403, 404):
+            return False
+        if traits.length_keywords and _REFUSED_LENGTH.search(message) and traits.mode != "text":
+            self._note(endpoint, traits, "length_keywords", False)
+            return True
+        can_step = self.output_mode == "auto" or (self.output_mode == "json_object" and
+                                                  traits.mode == "json_object_schema")
+        if can_step and traits.mode != "text" and _REFUSED_FORMAT.search(message):
+            self._note(endpoint, traits, "mode", MODES[MODES.index(traits.mode) + 1])
+            return True
+        return False
+
+    def _note(self, endpoint: Endpoint, traits: ServerTraits, what: str, value: str | bool) -> None:
+        setattr(traits, what, value)
+        if self.on_learned is not None:
+            self.on_learned(endpoint.key, what, str(value))
 
     def _request(self, model: str, compiled: CompiledPrompt, messages: list[dict[str, str]],
-                 mode: str) -> dict[str, Any]:
+                 traits: ServerTraits) -> dict[str, Any]:
         header = self.prompt.header
-        request: dict[str, Any] = {"model": model, "max_tokens": header.max_tokens, "n": 1}
+        mode = traits.mode
+        request: dict[str, Any] = {"model": model, "n": 1,
+                                   "max_tokens": header.max_tokens or compiled.max_tokens(mode == "text")}
         if header.temperature is not None:
             request["temperature"] = header.temperature
+        if traits.ask_logprobs:
+            request["logprobs"], request["top_logprobs"] = True, TOP_LOGPROBS
+        schema = compiled.schema if traits.length_keywords else _without_length(compiled.schema)
         if mode == "json_schema":
             request["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "transfer_choice", "strict": True, "schema": compiled.schema}}
+                "name": "transfer_choice", "strict": True, "schema": schema}}
             request["messages"] = messages
-        else:
-            keys = '{"reason": "...", "destination": "<id>"}' if header.reason else '{"destination": "<id>"}'
-            shape = f"Answer with JSON only, exactly {keys}." if mode == "json_object" else \
-                "Answer with the id alone."
-            note = f"\n\n{shape} The id must be one of: {compiled.ids_text}."
-            request["messages"] = [messages[0], {"role": "user", "content": messages[1]["content"] + note}]
-            if mode == "json_object":
-                request["response_format"] = {"type": "json_object"}
+            return request
+        keys = '{"reason": "...", "destination": "<id>"}' if header.reason else '{"destination": "<id>"}'
+        shape = "Answer with the id alone." if mode == "text" else f"Answer with JSON only, exactly {keys}."
+        note = f"\n\n{shape} The id must be one of: {compiled.ids_text}."
+        request["messages"] = [*messages[:-1], {"role": messages[-1]["role"],
+                                                "content": messages[-1]["content"] + note}]
+        if mode == "json_object_schema":
+            request["response_format"] = {"type": "json_object", "schema": schema}
+        elif mode == "json_object":
+            request["response_format"] = {"type": "json_object"}
         return request
 
-    def _parse(self, response: Completion, compiled: CompiledPrompt, mode: str, model: str) -> Choice:
-        usage = response.usage or Usage()
+    def _parse(self, response: Completion, compiled: CompiledPrompt, mode: str, endpoint: Endpoint,
+               traits: ServerTraits) -> Choice:
+        usage = response.usage.usage() if response.usage else Usage()
         if not response.choices:
-            raise InvalidAnswer("the response has no choices")
-        message = response.choices[0].message
+            raise InvalidAnswer("the response has no choices", usage=usage)
+        first = response.choices[0]
+        message = first.message
         if message.refusal:
-            raise InvalidAnswer("the model refused")
-        content = (message.content or "").strip()
+            raise InvalidAnswer("the model refused", message.refusal, usage)
+        raw = message.content or ""
+        content = raw.strip()
+        if first.finish_reason == "length" and mode != "text":
+            raise InvalidAnswer("the answer was cut off at max_tokens", content, usage)
         allowed = (*compiled.allowed, NONE)
         if mode == "text":
-            destination, reason = _id_from_text(content, allowed), None
+            destination, reason = _id_from_text(content, allowed, usage), None
         else:
-            answer = _answer_from_json(content)
+            answer = _answer_from_json(content, usage)
             destination, reason = answer.destination.strip(), answer.reason
         if destination not in allowed:
-            raise InvalidAnswer(f"answer is not an allowed id ({len(destination)} chars)")
-        return Choice(destination=destination, reason=reason, model=model, prompt_tokens=usage.prompt_tokens or 0,
-                      completion_tokens=usage.completion_tokens or 0)
+            raise InvalidAnswer(f"answer is not an allowed id ({len(destination)} chars)", content, usage)
+        score = self._confidence(first, raw, destination, mode, endpoint, traits)
+        return Choice(destination=destination, reason=reason, model=endpoint.model, usage=usage, score=score,
+                      candidate=destination)
+
+    def _confidence(self, choice: CompletionChoice, raw: str, destination: str, mode: str, endpoint: Endpoint,
+                    traits: ServerTraits) -> float | None:
+        if not traits.ask_logprobs:
+            return None
+        tokens = choice.logprobs.content if choice.logprobs else None
+        if not tokens:  # the server takes the parameter but gives nothing back: stop asking
+            self._note(endpoint, traits, "logprobs", "absent")
+            return None
+        if traits.logprobs != "given":
+            self._note(endpoint, traits, "logprobs", "given")
+        span = id_span(raw, destination, json_answer=mode != "text")
+        if span is None:
+            return None
+        value = probability(raw, span, [TokenLogprob(t.token, t.logprob, tuple(t.bytes) if t.bytes is not None
+                                                     else None) for t in tokens])
+        return None if value is None else round(value, 4)
 
 
-def _answer_from_json(content: str) -> ModelAnswer:
+def _without_length(schema: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(schema)
+    cleaned: dict[str, Any] = json.loads(text)
+    for prop in cleaned.get("properties", {}).values():
+        prop.pop("maxLength", None)
+        prop.pop("minLength", None)
+    return cleaned
+
+
+def _answer_from_json(content: str, usage: Usage) -> ModelAnswer:
     fenced = _FENCE.match(content)
     if fenced:
         content = fenced.group(1)
     try:
         return ModelAnswer.model_validate_json(content)
     except ValidationError:
-        raise InvalidAnswer("answer is not JSON with a string 'destination'") from None
+        raise InvalidAnswer("answer is not JSON with a string 'destination'", content, usage) from None
 
 
-def _id_from_text(content: str, allowed: tuple[str, ...]) -> str:
+def _id_from_text(content: str, allowed: tuple[str, ...], usage: Usage) -> str:
     cleaned = content.strip().strip("`'\".").lower()
     if cleaned in allowed:
         return cleaned
     mentioned = {a for a in allowed if re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", content.lower())}
     if len(mentioned) == 1:
         return mentioned.pop()
-    raise InvalidAnswer("text answer does not name exactly one allowed id")
+    raise InvalidAnswer("text answer does not name exactly one allowed id", content, usage)
 
 
 def _classify(exc: openai.APIError) -> ModelError:
@@ -224,6 +322,8 @@ def _classify(exc: openai.APIError) -> ModelError:
             return ModelError("auth", f"HTTP {status}: check OPENAI_API_KEY", retryable=False)
         if status == 404:
             return ModelError("not_found", "HTTP 404: check SWITCHBOARD_MODEL and OPENAI_BASE_URL", retryable=False)
+        if status == 400:
+            return ModelError("bad_request", _short(exc), retryable=False)
         return ModelError("http_error", f"HTTP {status}", retryable=status in (408, 409))
     return ModelError("bad_response", _short(exc), retryable=True)
 
@@ -245,9 +345,10 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
         value = headers.get(name)
         if value:
             try:
-                return max(0.0, float(value) / scale)
+                seconds = float(value) / scale
             except ValueError:
                 return None
+            return max(0.0, seconds) if math.isfinite(seconds) else None
     return None
 
 

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from .catalogue import NONE, Catalogue
-from .router import Choice, Query
+from .router import Choice, Query, Retry
 
 K1, B = 1.2, 0.5
 FIELD_WEIGHTS = {"id": 2.0, "description": 1.0, "examples": 1.5}
@@ -175,7 +175,8 @@ class OfflineRouter:
         confidence = top / (top + second + NONE_FLOOR) if top > 0 else 0.0
         return best, confidence, scores
 
-    async def choose(self, query: Query, timeout: float) -> Choice:
+    async def choose(self, query: Query, timeout: float, *, retry: Retry | None = None,
+                     hedge: bool = False) -> Choice:
         best, confidence, _ = self.rank(query)
         chosen = best if confidence >= self.threshold else NONE
-        return Choice(destination=chosen, score=round(confidence, 4))
+        return Choice(destination=chosen, score=round(confidence, 4), candidate=best)

@@ -8,6 +8,7 @@ Everything before {{conversation}} is static for a catalogue, so it is rendered 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 REQUIRED = ("catalogue", "conversation")
 KNOWN = (*REQUIRED, "hint", "ids")
 NONE_DESCRIPTION = "No destination fits: out of scope, unclear, or a request for a place not listed here."
+REASON_MAX_CHARS = 160  # one short sentence; the schema says so, and max_tokens leaves room for no more
+PADDING_TOKENS = 24  # room for whitespace a grammar lets a small model add around the JSON
 
 
 class PromptError(Exception):
@@ -33,7 +36,7 @@ class PromptHeader(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
     temperature: float | None = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(20, ge=1, le=4096)
+    max_tokens: int | None = Field(None, ge=1, le=4096)  # None: sized from the longest id (and the reason)
     reason: bool = False  # ask for a short reason before the choice
 
 
@@ -71,6 +74,17 @@ class CompiledPrompt:
             user += (f"\n\nEarlier in this call the caller could not be reached at: {gone}. Do not choose "
                      f"{'it' if len(unreachable) == 1 else 'them'}; choose the best remaining destination, or none.")
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    def max_tokens(self, text: bool) -> int:
+        """Enough for the longest allowed answer at one token per byte (no tokenizer does worse), plus room
+        for padding: a small model under a grammar may add whitespace, and a cut-off answer is a lost one."""
+        longest = max((*self.allowed, NONE), key=len)
+        if text:
+            return len(longest) + PADDING_TOKENS
+        answer: dict[str, str] = {"destination": longest}
+        if self.reason:
+            answer = {"reason": "é" * REASON_MAX_CHARS, **answer}  # two bytes a character: Latin text at worst
+        return len(json.dumps(answer, ensure_ascii=False).encode()) + PADDING_TOKENS
 
     def for_allowed(self, allowed: tuple[str, ...]) -> CompiledPrompt:
         """The same prompt with a smaller enum (destinations left out for this call)."""
@@ -144,7 +158,8 @@ def catalogue_text(catalogue: Catalogue, allowed: tuple[str, ...]) -> str:
 def output_schema(allowed: tuple[str, ...], reason: bool) -> dict[str, Any]:
     props: dict[str, Any] = {}
     if reason:  # before the choice, so the model reasons first
-        props["reason"] = {"type": "string", "description": "One short sentence: why this destination."}
+        props["reason"] = {"type": "string", "maxLength": REASON_MAX_CHARS,
+                           "description": "One short sentence: why this destination."}
     props["destination"] = {"type": "string", "enum": [*allowed, NONE]}
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 

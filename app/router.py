@@ -30,36 +30,65 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one model request cost (cached: prompt tokens the provider served from its cache)."""
+
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt + other.prompt, self.completion + other.completion, self.cached + other.cached)
+
+
+@dataclass(frozen=True, slots=True)
 class Choice:
-    """A router's raw answer. `destination` is only a candidate id until the decision validates it."""
+    """A router's raw answer. `destination` is only a candidate id until the decision validates it.
+
+    `score` is the router's confidence in [0, 1] when it has one (the offline router's ranking margin, the
+    LLM's probability of the id it wrote); `candidate` is its best id before any threshold (the offline
+    router answers `none` below its threshold, but evaluation sweeps thresholds over the candidate)."""
 
     destination: str
     score: float | None = None
     reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
+    usage: Usage = Usage()
     hedged: bool = False
     model: str | None = None
     cached: bool = False
+    candidate: str | None = None
 
 
 class ModelError(Exception):
-    """One failed attempt. `kind` names it for logs and metrics; `retryable` says whether trying again can help."""
+    """One failed attempt. `kind` names it for logs and metrics; `retryable` says whether trying again can help;
+    `usage` is what the attempt cost, when the server answered at all."""
 
-    def __init__(self, kind: str, detail: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(self, kind: str, detail: str, *, retryable: bool, retry_after: float | None = None,
+                 usage: Usage | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.retryable = retryable
         self.retry_after = retry_after
+        self.usage = usage or Usage()
 
 
 class InvalidAnswer(ModelError):
-    """The model answered, but not with one of the allowed ids (a number, a refusal, bad JSON, ...)."""
+    """The model answered, but not with one of the allowed ids (a number, a refusal, bad JSON, ...).
+    `answer` is a short excerpt of what it wrote, to tell it on the retry (never used as a destination)."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__("invalid_answer", detail, retryable=True)
+    def __init__(self, detail: str, answer: str | None = None, usage: Usage | None = None) -> None:
+        super().__init__("invalid_answer", detail, retryable=True, usage=usage)
+        self.answer = answer
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """What the router is told when it tries again after an invalid answer: the same question, with its last
+    answer and why it was refused, so a retry at temperature 0 does not just repeat it."""
+
+    answer: str | None
+    problem: str
 
 
 class Router(Protocol):
@@ -68,6 +97,8 @@ class Router(Protocol):
     @property
     def model(self) -> str | None: ...
 
-    async def choose(self, query: Query, timeout: float) -> Choice:
-        """One attempt, within `timeout` seconds. Raises ModelError on failure."""
+    async def choose(self, query: Query, timeout: float, *, retry: Retry | None = None,
+                     hedge: bool = False) -> Choice:
+        """One attempt, within `timeout` seconds. Raises ModelError on failure. `hedge`: this is the hedged
+        second request (the LLM router sends it to the fallback model or server, if one is set)."""
         ...

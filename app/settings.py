@@ -57,8 +57,12 @@ class Settings(BaseModel):
         "the offline router's confident choice first.",
         json_schema_extra=_env("SWITCHBOARD_ON_LLM_FAILURE"))
     hedge_delay: float = Field(
-        1.5, ge=0, description="Seconds without an answer before one more identical request is sent; 0 turns "
-        "hedging off.", json_schema_extra=_env("SWITCHBOARD_HEDGE_DELAY"))
+        1.5, ge=0, description="Seconds without an answer before one more identical request is sent, at the "
+        "least: the delay follows the 95th percentile of recent model latencies. 0 turns hedging off.",
+        json_schema_extra=_env("SWITCHBOARD_HEDGE_DELAY"))
+    hedge_max_share: float = Field(
+        0.05, ge=0, le=1, description="The largest share of model attempts that may be hedged.",
+        json_schema_extra=_env("SWITCHBOARD_HEDGE_MAX_SHARE"))
     fallback_model: str | None = Field(None, description="Model for the hedged request (default: the same model).",
                                        json_schema_extra=_env("SWITCHBOARD_FALLBACK_MODEL"))
     fallback_base_url: str | None = Field(
@@ -76,6 +80,10 @@ class Settings(BaseModel):
                                json_schema_extra=_env("SWITCHBOARD_DESTINATIONS"))
     prompt: Path = Field(Path("prompts/route.md"), description="The routing prompt file.",
                          json_schema_extra=_env("SWITCHBOARD_PROMPT"))
+    min_confidence: float = Field(
+        0.0, ge=0, le=1, description="An LLM answer whose probability (from the model's log-probabilities) is "
+        "below this is not routed: the failure policy answers. 0 turns it off.",
+        json_schema_extra=_env("SWITCHBOARD_MIN_CONFIDENCE"))
     offline_threshold: float = Field(
         0.4, ge=0, le=1, description="Offline router confidence below which it answers `none`.",
         json_schema_extra=_env("SWITCHBOARD_OFFLINE_THRESHOLD"))
@@ -123,7 +131,7 @@ class Settings(BaseModel):
         10.0, gt=0, le=300, description="Seconds a client has to send a request's headers, and again its body; "
         "slower ones are cut off (408).", json_schema_extra=_env("SWITCHBOARD_READ_TIMEOUT"))
     max_connections: int = Field(
-        1000, ge=16, le=1_000_000, description="Connections and requests served at once (503 beyond); lowered "
+        2048, ge=16, le=1_000_000, description="Connections and requests served at once (503 beyond); lowered "
         "at start-up to what the open-file limit can hold.", json_schema_extra=_env("SWITCHBOARD_MAX_CONNECTIONS"))
     host: str = Field("127.0.0.1", min_length=1, description="Interface `serve` listens on; 0.0.0.0 for all.",
                       json_schema_extra=_env("SWITCHBOARD_HOST"))

@@ -3,6 +3,13 @@
 It is a real HTTP server (uvicorn in a thread), so the tests exercise the real `openai` client, its HTTP
 stack, timeouts and error mapping. Each request takes the next scripted Behaviour from the queue, else
 asks `policy` (a function of the request), else uses `default`.
+
+Server-wide switches reproduce what real OpenAI-compatible servers were seen to do (see the README's
+"Local and self-hosted models"): refuse `json_schema` with a 400 (vLLM without guided decoding) or a 500
+(llama-cpp-python), produce arbitrary JSON in `json_object` mode unless a schema comes with it (llama.cpp),
+pad the answer with whitespace and cut it at `max_tokens`, report cached prompt tokens, give token
+log-probabilities (the id split over several tokens), refuse them (OpenAI's reasoning models), or take the
+parameter and give none back.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import socket
 import threading
 import time
@@ -26,25 +34,29 @@ from starlette.routing import Route
 
 @dataclass(frozen=True)
 class Behaviour:
-    kind: str = "answer"  # answer | content | status | hang | malformed | refusal | no_json_schema
+    kind: str = "answer"  # answer | content | status | hang | malformed | refusal
     destination: str | None = None  # for "answer": the id to answer (None: the first allowed id)
     content: str = ""  # for "content": the raw message content
     latency: float = 0.0
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
+    confidence: float = 0.9  # the probability the id's tokens multiply to, when log-probabilities are asked for
+    message: str | None = None  # for "status": the error message
 
 
-def answer(destination: str | None = None, latency: float = 0.0, reason: str | None = None) -> Behaviour:
-    return Behaviour("answer", destination=destination, latency=latency, reason=reason)
+def answer(destination: str | None = None, latency: float = 0.0, reason: str | None = None,
+           confidence: float = 0.9) -> Behaviour:
+    return Behaviour("answer", destination=destination, latency=latency, reason=reason, confidence=confidence)
 
 
 def content(text: str, latency: float = 0.0) -> Behaviour:
     return Behaviour("content", content=text, latency=latency)
 
 
-def status(code: int, latency: float = 0.0, headers: dict[str, str] | None = None) -> Behaviour:
-    return Behaviour("status", status=code, latency=latency, headers=headers or {})
+def status(code: int, latency: float = 0.0, headers: dict[str, str] | None = None,
+           message: str | None = None) -> Behaviour:
+    return Behaviour("status", status=code, latency=latency, headers=headers or {}, message=message)
 
 
 HANG = Behaviour("hang")
@@ -64,20 +76,66 @@ def allowed_ids(request: dict[str, Any]) -> list[str]:
     return []
 
 
-def completion(content_text: str | None, model: str, refusal: str | None = None) -> dict[str, Any]:
+def completion(content_text: str | None, model: str, refusal: str | None = None, *, finish: str = "stop",
+               completion_tokens: int = 7, cached_tokens: int | None = None,
+               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": 321, "completion_tokens": completion_tokens,
+                             "total_tokens": 321 + completion_tokens}
+    if cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     return {
         "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+        "choices": [{"index": 0, "finish_reason": finish,
+                     "logprobs": {"content": logprobs, "refusal": None} if logprobs is not None else None,
                      "message": {"role": "assistant", "content": content_text, "refusal": refusal}}],
-        "usage": {"prompt_tokens": 321, "completion_tokens": 7, "total_tokens": 328},
+        "usage": usage,
     }
+
+
+def tokenize(text: str, chosen: str) -> list[str]:
+    """Split an answer into tokens the way a BPE tokenizer might: the id in pieces of at most four
+    characters (so `account_security` is several tokens), the JSON around it in a few chunks."""
+    start = text.find(chosen)
+    if start < 0:
+        return [text[i:i + 3] for i in range(0, len(text), 3)]
+    before, after = text[:start], text[start + len(chosen):]
+    pieces = [before[i:i + 5] for i in range(0, len(before), 5)]
+    pieces += [chosen[i:i + 4] for i in range(0, len(chosen), 4)]
+    pieces += [after[i:i + 5] for i in range(0, len(after), 5)]
+    return [p for p in pieces if p]
+
+
+def token_logprobs(text: str, chosen: str, confidence: float) -> list[dict[str, Any]]:
+    """Log-probabilities whose product over the id's tokens is `confidence` (every other token is certain)."""
+    tokens = tokenize(text, chosen)
+    start = text.find(chosen)
+    id_tokens, position, out = [], 0, []
+    for token in tokens:
+        in_id = start >= 0 and position < start + len(chosen) and position + len(token) > start
+        id_tokens.append(in_id)
+        position += len(token)
+    share = math.log(confidence) / max(1, sum(id_tokens)) if confidence > 0 else -math.inf
+    for token, in_id in zip(tokens, id_tokens, strict=True):
+        logprob = share if in_id else 0.0
+        out.append({"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                    "top_logprobs": [{"token": token, "logprob": logprob, "bytes": list(token.encode())}]})
+    return out
 
 
 class FakeOpenAI:
     def __init__(self, default: Behaviour | None = None, json_schema_supported: bool = True) -> None:
         self.default = default or answer()
         self.policy: Callable[[dict[str, Any]], Behaviour] | None = None
+        # What the server does (see the module docstring):
         self.json_schema_supported = json_schema_supported
+        self.json_schema_refusal_status = 400  # llama-cpp-python: 500
+        self.json_schema_refusal_message = "response_format json_schema is not supported"
+        self.json_object_needs_schema = False  # llama.cpp: without a schema, json_object gives any JSON
+        self.pad = 0  # whitespace characters before the JSON, one token each, within max_tokens
+        self.cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens
+        self.logprobs_supported = True  # False: HTTP 400 naming logprobs, as OpenAI's reasoning models do
+        self.logprobs_returned = True  # False: the parameter is accepted and nothing comes back
+        self.length_keywords_supported = True  # False: HTTP 400 on maxLength in the schema
         self.requests: list[dict[str, Any]] = []
         self.keep_history = True
         self.in_flight = 0
@@ -110,6 +168,24 @@ class FakeOpenAI:
     def stop(self) -> None:
         self.server.stop()
 
+    def _refuse(self, body: dict[str, Any], kind: str | None) -> Response | None:
+        """The server's own refusals, before any scripted behaviour."""
+        if not self.json_schema_supported and kind == "json_schema":
+            return JSONResponse({"error": {"message": self.json_schema_refusal_message,
+                                           "type": "invalid_request_error"}},
+                                status_code=self.json_schema_refusal_status)
+        if not self.logprobs_supported and body.get("logprobs"):
+            return JSONResponse({"error": {"message": "Unsupported parameter: 'logprobs' is not supported with this "
+                                           "model.", "type": "invalid_request_error", "param": "logprobs",
+                                           "code": "unsupported_parameter"}}, status_code=400)
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or \
+            (body.get("response_format") or {}).get("schema")
+        if not self.length_keywords_supported and schema and "maxLength" in json.dumps(schema):
+            return JSONResponse({"error": {"message": "Invalid schema for response_format 'transfer_choice': "
+                                           "'maxLength' is not permitted.", "type": "invalid_request_error"}},
+                                status_code=400)
+        return None
+
     # -- the HTTP side -------------------------------------------------------------------
     def app(self) -> Starlette:
         async def chat(request: Request) -> Response:
@@ -126,31 +202,45 @@ class FakeOpenAI:
             if behaviour.latency:
                 await asyncio.sleep(behaviour.latency)
             model = body.get("model", "fake")
-            fmt = (body.get("response_format") or {}).get("type")
-            if not self.json_schema_supported and fmt == "json_schema":
-                return JSONResponse({"error": {"message": "response_format json_schema is not supported",
-                                               "type": "invalid_request_error"}}, status_code=400)
+            fmt = body.get("response_format") or {}
+            kind = fmt.get("type")
+            refused = self._refuse(body, kind)
+            if refused is not None:
+                return refused
             if behaviour.kind == "hang":
                 await asyncio.sleep(3600)
             if behaviour.kind == "status":
-                return JSONResponse({"error": {"message": f"injected {behaviour.status}", "type": "server_error"}},
+                message = behaviour.message or f"injected {behaviour.status}"
+                return JSONResponse({"error": {"message": message, "type": "server_error"}},
                                     status_code=behaviour.status, headers=behaviour.headers)
             if behaviour.kind == "malformed":
                 return PlainTextResponse('{"id": "chatcmpl-fake", "choices": [', media_type="application/json")
             if behaviour.kind == "refusal":
                 return JSONResponse(completion(None, model, refusal="I can't help with that."))
             if behaviour.kind == "content":
-                return JSONResponse(completion(behaviour.content, model))
+                return JSONResponse(completion(behaviour.content, model, cached_tokens=self.cached_tokens))
             ids = allowed_ids(body)
             chosen = behaviour.destination or (ids[0] if ids else "none")
-            if fmt in ("json_schema", "json_object"):
+            if kind in ("json_schema", "json_object"):
                 payload: dict[str, Any] = {"destination": chosen}
                 if behaviour.reason is not None:
                     payload = {"reason": behaviour.reason, **payload}
+                if kind == "json_object" and self.json_object_needs_schema and "schema" not in fmt:
+                    payload = {"answer": chosen, "confidence": "high"}  # valid JSON, any shape
                 text = json.dumps(payload)
             else:
                 text = chosen
-            return JSONResponse(completion(text, model))
+            text = " " * self.pad + text
+            tokens = tokenize(text, chosen)
+            limit = body.get("max_tokens") or 10**6
+            finish = "stop"
+            if self.pad and len(tokens) + self.pad > limit:  # padding counts one token a character
+                text, finish = text[:max(0, limit - 1)], "length"
+            logprobs = None
+            if body.get("logprobs") and self.logprobs_returned and finish == "stop":
+                logprobs = token_logprobs(text, chosen, behaviour.confidence)
+            return JSONResponse(completion(text, model, finish=finish, completion_tokens=len(tokens) + self.pad,
+                                           cached_tokens=self.cached_tokens, logprobs=logprobs))
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 

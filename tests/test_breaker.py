@@ -41,7 +41,7 @@ class ScriptedRouter:
         self.script = list(script)
         self.calls = 0
 
-    async def choose(self, query: Query, timeout: float) -> Choice:
+    async def choose(self, query: Query, timeout: float, **_: object) -> Choice:
         self.calls += 1
         step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(step, ModelError):

@@ -179,13 +179,13 @@ def test_circuit_breaker_opens_and_answers_at_once(llm_service, fake, catalogue_
     time.sleep(0.6)
     fake.default = answer("tech_support")
     assert "destination" in service.post(transfer_request(TURNS)).json()  # the probe closes it
-    assert service.state.breaker.state == "closed"
+    assert service.state.runtime.breaker.state == "closed"
 
 
 def test_an_unexpected_router_error_still_answers(service_factory, log_records):
     service = service_factory(router="offline")
 
-    async def broken(query, timeout):
+    async def broken(query, timeout, **_):
         raise RuntimeError("a bug")
 
     service.state.engine.decider.router.choose = broken
