@@ -129,6 +129,23 @@ def _validator(schema_name: str) -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
+def _specific(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a "not valid under any of the given schemas", the error inside the alternative that was meant: Vapi's
+    alternatives are told apart by their `type`, so the one whose `type` matched says what is wrong."""
+    while err.validator in ("oneOf", "anyOf") and err.context:
+        by_alternative: dict[Any, list[jsonschema.ValidationError]] = {}
+        for sub in err.context:
+            by_alternative.setdefault(sub.schema_path[0], []).append(sub)
+        meant = [subs for subs in by_alternative.values()
+                 if not any(s.validator in ("enum", "const") and list(s.relative_path) == ["type"] for s in subs)]
+        candidates = meant[0] if len(meant) == 1 else list(err.context)
+        best = jsonschema.exceptions.best_match(candidates)
+        if best is None:
+            break
+        err = best
+    return err
+
+
 def _destination_problem(dest: dict[str, Any], field: str = "destination") -> str | None:
     kinds = KINDS if field == "destination" else HANDOFF_KINDS
     kind = dest.get("type")
@@ -136,7 +153,7 @@ def _destination_problem(dest: dict[str, Any], field: str = "destination") -> st
         dynamic = " ('dynamic' would ask this service again)" if kind == "dynamic" else ""
         return f"{field}.type: must be one of {sorted(kinds)}, got {kind!r}{dynamic}"
     errors = sorted(_validator(kinds[str(kind)]).iter_errors(dest), key=lambda e: list(e.absolute_path))
-    for err in errors:
+    for err in map(_specific, errors):
         path = ".".join(str(p) for p in err.absolute_path)
         where = f"{field}.{path}" if path else field
         if err.validator == "additionalProperties":

@@ -83,3 +83,33 @@ def test_service_refuses_to_start_on_a_broken_catalogue(service_factory, catalog
     catalogue_path.write_text(json.dumps(broken(lambda d: d["destinations"][5]["destination"].update(number="12"))))
     with pytest.raises(CatalogueError, match=r"destinations\[5\] \(id 'moving'\): destination.number"):
         service_factory(router="offline")
+
+
+@pytest.mark.parametrize("index", [0, 3, 4])  # a number, a SIP and an assistant destination
+def test_display_name_from_vapi_sdk_3_is_accepted(index):
+    """Vapi's SDK 3.0 adds `name` to every transfer destination; `check` used to refuse it as unknown."""
+    data = copy.deepcopy(SAMPLE)
+    data["destinations"][index]["destination"]["name"] = "Shown in Vapi's dashboard"
+    assert parse(data).entries[index].destination["name"] == "Shown in Vapi's dashboard"
+
+
+@pytest.mark.parametrize(("patch", "words"), [
+    ({"nmae": "x"}, "unknown field 'nmae' (did you mean 'name'?)"),
+    ({"trasferPlan": {"mode": "blind-transfer"}}, "unknown field 'trasferPlan' (did you mean 'transferPlan'?)"),
+    ({"transferPlan": {"mode": "blind-transfer", "sipVerb": "shout"}}, "transferPlan.sipVerb: 'shout' is not one of"),
+])
+def test_real_typos_are_still_refused(patch, words):
+    data = copy.deepcopy(SAMPLE)
+    data["destinations"][3]["destination"].update(patch)
+    with pytest.raises(CatalogueError) as err:
+        parse(data)
+    assert words in str(err.value)
+
+
+def test_sip_verb_dial_with_a_caller_id():
+    """Vapi's schema declares sipVerb `type: object` with a string enum, so no value passed; `dial` is what
+    callerId on a SIP destination needs. The extracted schema is corrected (scripts/extract_vapi_schemas.py)."""
+    data = copy.deepcopy(SAMPLE)
+    data["destinations"][3]["destination"].update({"callerId": "+14155550100",
+                                                   "transferPlan": {"mode": "blind-transfer", "sipVerb": "dial"}})
+    assert parse(data).entries[3].destination["transferPlan"]["sipVerb"] == "dial"

@@ -157,3 +157,13 @@ def test_subset_matched_on_call_assistant_id(llm_service, fake, catalogue_path):
     llm_service().post(request)
     enum = fake.requests[-1]["response_format"]["json_schema"]["schema"]["properties"]["destination"]["enum"]
     assert enum == ["billing", "front_desk", "none"]
+
+
+def test_a_sip_destination_with_sip_verb_dial_is_answered_as_written(service_factory, catalogue_path):
+    data = json.loads(catalogue_path.read_text())
+    sip = next(d for d in data["destinations"] if d["id"] == "cancellations")["destination"]
+    sip.update({"callerId": "+14155550100", "name": "Retention queue",
+                "transferPlan": {"mode": "blind-transfer", "sipVerb": "dial"}})
+    catalogue_path.write_text(json.dumps(data))
+    body = service_factory(router="offline").post(transfer_request([("user", "I want to cancel my service")])).json()
+    assert body["destination"] == sip  # checked by Vapi's schema (corrected) and Vapi's SDK in conftest

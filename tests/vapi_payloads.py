@@ -20,8 +20,10 @@ def transfer_request(
     call_id: str = "call-0001",
     customer_number: str = "+14155559876",
     envelope: bool = True,
+    transfers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """turns: [("user" | "bot", text), ...] in order. The transfer tool call comes last."""
+    """turns: [("user" | "bot", text), ...] in order. The transfer tool call comes last. transfers: the call's
+    earlier transfers (artifact.transfers), e.g. [failed_transfer("+14155550142", "no-answer")]."""
     t = START_MS
     messages: list[dict[str, Any]] = [{"role": "system", "message": SYSTEM_PROMPT, "time": t, "secondsFromStart": 0}]
     openai_msgs: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
@@ -45,6 +47,8 @@ def transfer_request(
         artifact["messagesOpenAIFormatted"] = openai_msgs
     if "transcript" in views:
         artifact["transcript"] = "\n".join(lines)
+    if transfers is not None:
+        artifact["transfers"] = transfers
     message = {
         "type": "transfer-destination-request",
         "timestamp": t,
@@ -57,3 +61,24 @@ def transfer_request(
         "call": {"id": call_id, "orgId": "org-1", "type": "inboundPhoneCall", "status": "in-progress"},
     }
     return {"message": message} if envelope else message
+
+
+def handoff_request(turns: list[tuple[str, str]], parameters: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A handoff-destination-request: the same conversation, the handoff tool's call last, and `parameters`
+    (the arguments the voice assistant's model wrote for it), as ServerMessageHandoffDestinationRequest."""
+    body = transfer_request(turns, hint=parameters, **kwargs)
+    message = body.get("message", body)
+    message["type"] = "handoff-destination-request"
+    message["parameters"] = parameters
+    for item in message["artifact"].get("messages", []):
+        for call in item.get("toolCalls") or []:
+            call["function"]["name"] = "handoff_to_assistant"
+    for item in message["artifact"].get("messagesOpenAIFormatted", []):
+        for call in item.get("tool_calls") or []:
+            call["function"]["name"] = "handoff_to_assistant"
+    return body
+
+
+def earlier_transfer(destination: dict[str, Any], status: str, mode: str = "blind-transfer") -> dict[str, Any]:
+    """One entry of artifact.transfers (Vapi's TransferArtifact)."""
+    return {"destination": destination, "mode": mode, "status": status, "transcript": ""}
