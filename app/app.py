@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import signal
@@ -30,12 +31,13 @@ from .breaker import CircuitBreaker
 from .catalogue import CatalogueError
 from .conversation import NoConversation
 from .decision import Decision
-from .engine import Clients, ConfigError, Engine, Routing, Runtime, build_engine, confidence_state, load_routing
+from .engine import Clients, Engine, Runtime, build_engine, confidence_state
 from .logs import LOGGER, event, request_id
 from .metrics import Metrics
 from .payload import DESTINATION_REQUESTS, DestinationRequest, PayloadError, parse_json, parse_request, type_label
 from .prompt import PromptError
 from .recording import Recorder, RecordingError
+from .routing import ConfigError, Routing, load_routing, startup_checks
 from .server import ARRIVED
 from .settings import Settings
 
@@ -56,11 +58,8 @@ class State:
 def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     """Build the service. Raises CatalogueError, PromptError or ConfigError before serving anything."""
     logger = logging.getLogger(LOGGER)
-    routing = routing or load_routing(settings)
+    routing = routing or startup_checks(settings)
     router_name = settings.router_choice()[0]
-    if router_name == "llm" and not settings.llm_configured:
-        raise ConfigError("SWITCHBOARD_ROUTER=llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
-                          "OpenAI-compatible server).")
     state = State(settings)
 
     def breaker_changed(old: str, new: str) -> None:
@@ -161,6 +160,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
         body: dict[str, Any] = {"status": "ok" if engine else "starting", "version": __version__}
         if engine is not None:
             body.update(engine.describe())
+            body["hours"] = engine.catalogue.hours_now(dt.datetime.now(dt.UTC))
             breaker = state.runtime.breaker
             body["breaker"] = breaker.state if breaker and breaker.enabled else "off"
         return JSONResponse(body, status_code=200 if engine else 503)
@@ -242,7 +242,8 @@ def _decision_fields(decision: Decision, request: DestinationRequest, engine: En
     return {
         "type": request.type, "call_id": request.call_id,
         "assistant": (assistant.name or assistant.id) if assistant else None,
-        "chosen": decision.chosen, "answered": decision.answered, "outcome": decision.outcome,
+        "chosen": decision.chosen, "answered": decision.answered, "closed": decision.closed,
+        "outcome": decision.outcome,
         "failure": decision.failure, "rescued_by": decision.rescued_by, "errors": decision.errors or None,
         "unreachable": decision.unreachable or None,
         "total_ms": round(decision.total_ms, 1), "llm_ms": round(decision.llm_ms, 1),

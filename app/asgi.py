@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 
 from . import logs
 from .app import create_app
-from .server import GuardedHttpToolsProtocol
-from .settings import Settings
+from .protocol import GuardedHttpToolsProtocol
+from .settings import Settings, unknown_variables
 
 
 def build() -> Starlette:
     settings = Settings.from_env()
-    logs.setup(settings.log_format, settings.log_level)
+    logger = logs.setup(settings.log_format, settings.log_level)
+    for name in unknown_variables():
+        logs.event(logger, "unknown_setting", logging.WARNING, variable=name)
     GuardedHttpToolsProtocol.header_timeout = settings.read_timeout  # each worker process sets its own
     return create_app(settings)

@@ -6,7 +6,7 @@ alternative is a caller transferred to the wrong place, or nowhere, at run time.
 
 from __future__ import annotations
 
-import copy
+import datetime as dt
 import difflib
 import json
 import re
@@ -14,10 +14,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import hours as hours_mod
+from .hours import Hours, HoursError
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema import ValidationError as ValidationError_
 
 NONE = "none"  # the router's answer when no destination fits; reserved
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -39,6 +45,8 @@ class _EntryModel(BaseModel):
     examples: list[str] = Field(default_factory=list)
     destination: dict[str, Any] | None = None
     handoff: dict[str, Any] | None = None
+    hours: Any = None  # checked by app/hours.py, which names the field at fault
+    after_hours: str | None = None
 
 
 class _FileModel(BaseModel):
@@ -46,6 +54,7 @@ class _FileModel(BaseModel):
     destinations: list[_EntryModel] = Field(min_length=1)
     fallback: str | None = None
     assistants: dict[str, list[str]] | None = None
+    timezone: str | None = None  # the default for entries whose hours give none
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,8 @@ class Entry:
     examples: tuple[str, ...]
     destination: dict[str, Any] | None  # a Vapi transfer destination, answered to transfer requests
     handoff: dict[str, Any] | None = None  # a Vapi handoff destination, answered to handoff requests
+    hours: Hours | None = None  # None: always open
+    after_hours: str | None = None  # the entry answered instead while this one is closed
 
     def target(self, kind: str) -> dict[str, Any] | None:
         """What this entry answers to a request of `kind` (transfer or handoff), as written in the file."""
@@ -67,6 +78,7 @@ class Catalogue:
     fallback: str | None = None
     assistants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source: str = "destinations.json"
+    timezone: str | None = None  # the catalogue's default time zone (hours, `route --at`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {e.id: e for e in self.entries})
@@ -87,6 +99,28 @@ class Catalogue:
                 subset = self.assistants[key]
                 break
         return self._with_kind(subset, kind)
+
+    def open_target(self, entry_id: str, at: dt.datetime, allowed: tuple[str, ...]) -> tuple[str | None, str]:
+        """What to answer for `entry_id` at `at`: itself if open; else the first open entry along its
+        `after_hours` chain that this call may use; else None. The text says why, for the caller."""
+        first = self._by_id[entry_id]  # type: ignore[attr-defined]
+        current: str | None = entry_id
+        seen: set[str] = set()
+        while current is not None and current not in seen:
+            seen.add(current)
+            entry: Entry = self._by_id[current]  # type: ignore[attr-defined]
+            if current in allowed and (entry.hours is None or entry.hours.is_open(at)):
+                return current, "" if current == entry_id else f"{entry_id} is closed now; {current} answers"
+            current = entry.after_hours
+        opens = first.hours.opens_text(at) if first.hours else "it cannot be reached now"
+        return None, f"{entry_id} is closed now; {opens}"
+
+    def hours_now(self, at: dt.datetime) -> dict[str, Any]:
+        """For /healthz and `check`: the entries with hours that are open, and those closed with when they open."""
+        with_hours = [e for e in self.entries if e.hours is not None]
+        return {"open": [e.id for e in with_hours if e.hours and e.hours.is_open(at)],
+                "closed": {e.id: e.hours.opens_text(at) for e in with_hours if e.hours and not e.hours.is_open(at)},
+                "always_open": [e.id for e in self.entries if e.hours is None]}
 
     def _with_kind(self, ids: tuple[str, ...], kind: str) -> tuple[str, ...]:
         return tuple(i for i in ids if self._by_id[i].target(kind) is not None)  # type: ignore[attr-defined]
@@ -116,30 +150,46 @@ def _strict(node: Any) -> Any:
     return node
 
 
-@cache
-def _strict_defs() -> dict[str, Any]:
-    defs: dict[str, Any] = _strict(copy.deepcopy(_vapi_schemas()["$defs"]))
-    return defs
+def _closure(defs: dict[str, Any], root: str) -> list[str]:
+    """The schemas `root` refers to, directly or not: only those need making strict for it."""
+    seen, stack = [root], [defs[root]]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] not in seen:
+                seen.append(ref[8:])
+                stack.append(defs[ref[8:]])
+            stack.extend(v for k, v in node.items() if k != "$ref")
+        elif isinstance(node, list):
+            stack.extend(node)
+    return seen
 
 
 @cache
 def _validator(schema_name: str) -> jsonschema.protocols.Validator:
-    schema = {"$defs": _strict_defs(), "$ref": f"#/$defs/{schema_name}"}
+    import jsonschema  # here, not at the top: `switchboard --help` and the service's hot path need none of it
+
+    defs = _vapi_schemas()["$defs"]
+    schema = {"$defs": {name: _strict(defs[name]) for name in _closure(defs, schema_name)},
+              "$ref": f"#/$defs/{schema_name}"}
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema)
 
 
-def _specific(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
+def _specific(err: ValidationError_) -> ValidationError_:
     """For a "not valid under any of the given schemas", the error inside the alternative that was meant: Vapi's
     alternatives are told apart by their `type`, so the one whose `type` matched says what is wrong."""
     while err.validator in ("oneOf", "anyOf") and err.context:
-        by_alternative: dict[Any, list[jsonschema.ValidationError]] = {}
+        by_alternative: dict[Any, list[ValidationError_]] = {}
         for sub in err.context:
             by_alternative.setdefault(sub.schema_path[0], []).append(sub)
         meant = [subs for subs in by_alternative.values()
                  if not any(s.validator in ("enum", "const") and list(s.relative_path) == ["type"] for s in subs)]
         candidates = meant[0] if len(meant) == 1 else list(err.context)
-        best = jsonschema.exceptions.best_match(candidates)
+        from jsonschema.exceptions import best_match
+
+        best = best_match(candidates)
         if best is None:
             break
         err = best
@@ -177,6 +227,11 @@ def parse(data: Any, source: str = "destinations.json") -> Catalogue:
         loc = list(err["loc"])
         where = _describe(data, loc)
         raise CatalogueError(f"{source}: {where}: {err['msg']}") from None
+    if model.timezone is not None:
+        try:
+            hours_mod.zone(model.timezone, "timezone")
+        except HoursError as exc:
+            raise CatalogueError(f"{source}: {exc}") from None
     entries: list[Entry] = []
     seen: set[str] = set()
     for i, raw in enumerate(model.destinations):
@@ -199,7 +254,16 @@ def parse(data: Any, source: str = "destinations.json") -> Catalogue:
             if problem:
                 raise CatalogueError(f"{source}: {label}: {problem}")
         examples = tuple(x.strip() for x in raw.examples if x.strip())
-        entries.append(Entry(raw.id, raw.description.strip(), examples, raw.destination, raw.handoff))
+        try:
+            hours = hours_mod.parse(raw.hours, model.timezone) if raw.hours is not None else None
+        except HoursError as exc:
+            raise CatalogueError(f"{source}: {label}: {exc}") from None
+        if raw.after_hours is not None and hours is None:
+            raise CatalogueError(f"{source}: {label}: after_hours: has no effect without \"hours\" (the entry is "
+                                 "always open); add hours or remove after_hours")
+        entries.append(Entry(raw.id, raw.description.strip(), examples, raw.destination, raw.handoff, hours,
+                             raw.after_hours))
+    _check_after_hours(entries, source)
     if model.fallback is not None and model.fallback not in seen:
         raise CatalogueError(f"{source}: fallback: {model.fallback!r} is not the id of any destination "
                              f"(ids: {', '.join(sorted(seen))})")
@@ -212,7 +276,30 @@ def parse(data: Any, source: str = "destinations.json") -> Catalogue:
             raise CatalogueError(f"{source}: assistants[{key!r}]: unknown destination id(s) {unknown}")
         order = [e.id for e in entries if e.id in set(ids)]
         assistants[key] = tuple(order)
-    return Catalogue(tuple(entries), model.fallback, assistants, source)
+    return Catalogue(tuple(entries), model.fallback, assistants, source, model.timezone)
+
+
+def _check_after_hours(entries: list[Entry], source: str) -> None:
+    """Every after_hours names an entry that can answer what this one answers; no chain comes back on itself."""
+    by_id = {e.id: e for e in entries}
+    for i, entry in enumerate(entries):
+        label = f"destinations[{i}] (id {entry.id!r}): after_hours"
+        chain, current = [entry.id], entry.after_hours
+        while current is not None:
+            target = by_id.get(current)
+            if target is None:
+                raise CatalogueError(f"{source}: {label}: {current!r} is not the id of any destination "
+                                     f"(ids: {', '.join(sorted(by_id))})")
+            if current in chain:
+                raise CatalogueError(f"{source}: {label}: the chain {' -> '.join([*chain, current])} comes back on "
+                                     "itself; end it with an entry that has no hours, or no after_hours")
+            previous = by_id[chain[-1]]
+            for kind, have in (("destination", previous.destination), ("handoff", previous.handoff)):
+                if have is not None and target.target(TRANSFER if kind == "destination" else HANDOFF) is None:
+                    raise CatalogueError(f"{source}: {label}: {current!r} has no {kind}, so {chain[-1]!r}'s "
+                                         f"{kind} requests would find nothing there; give it one or choose another")
+            chain.append(current)
+            current = target.after_hours
 
 
 def _describe(data: Any, loc: list[Any]) -> str:

@@ -9,6 +9,7 @@ finished by then is cancelled. The pieces it applies have modules of their own: 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 import time
@@ -35,13 +36,14 @@ FAILURE_ANSWERS = {"timeout": "routing timed out", "invalid_answer": "routing mo
 
 @dataclass
 class Decision:
-    # routed | no_match | timeout | llm_error | invalid_answer | low_confidence | fallback | no_destination
+    # routed | closed | no_match | timeout | llm_error | invalid_answer | low_confidence | fallback | no_destination
     outcome: str
     body: dict[str, Any]
     router: str
     kind: str = "transfer"  # what was asked for: transfer or handoff
     chosen: str | None = None  # the router's validated answer (an id or "none"); None when it failed
     answered: str | None = None  # the catalogue id whose destination the answer carries
+    closed: str | None = None  # an id that was not answered because it is closed now (business hours)
     failure: str | None = None  # what went wrong, when the router failed
     rescued_by: str | None = None  # "offline" or "fallback"
     attempts: int = 0
@@ -254,10 +256,18 @@ class Decider:
             decision.outcome, decision.failure = "low_confidence", "low_confidence"  # the failure policy answers
         else:
             self._answer(decision, choice.destination, query)
+            if decision.closed is not None:
+                decision.outcome = "closed"
 
     def _answer(self, decision: Decision, entry_id: str, query: Query) -> None:
-        decision.answered = entry_id
-        decision.body = self.answer_for(entry_id, query.kind)
+        """Answer `entry_id`, or, while it is closed, the entry its `after_hours` chain leads to; with nowhere
+        to go, an error that says when it opens, for the voice assistant to tell the caller."""
+        at = query.at or dt.datetime.now(dt.UTC)
+        target, why = self.catalogue.open_target(entry_id, at, query.allowed)
+        if target != entry_id:
+            decision.closed = entry_id
+        decision.answered = target
+        decision.body = self.answer_for(target, query.kind) if target is not None else {"error": why}
 
     def _rescue(self, decision: Decision, query: Query) -> None:
         """The failure policy: the offline router's confident choice, then the catalogue's fallback, else an

@@ -6,49 +6,27 @@ Files are read here (start-up, reload); nothing is read per request.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
-from . import catalogue as catalogue_mod
-from . import prompt as prompt_mod
 from .breaker import CircuitBreaker
-from .catalogue import HANDOFF, TRANSFER, Catalogue, CatalogueError
+from .catalogue import HANDOFF, TRANSFER, Catalogue
 from .conversation import extract, render
 from .deadlines import InFlight
 from .decision import Decider, Decision
 from .hedging import Hedging
+from .hours import moment
 from .llm_router import Endpoint, LLMRouter, ServerTraits
 from .offline_router import OfflineRouter
 from .payload import DestinationRequest
-from .prompt import CompiledPrompt, Prompt
 from .router import Query, Router
+from .routing import ConfigError, Routing
 from .settings import Settings
 from .transfers import unreachable
-
-
-class ConfigError(Exception):
-    """The settings cannot work together; the message says what to set."""
-
-
-@dataclass(frozen=True)
-class Routing:
-    """What is read from files: replaced as a whole on reload."""
-
-    catalogue: Catalogue
-    prompt: Prompt
-    compiled: dict[tuple[str, ...], CompiledPrompt]
-
-
-def load_routing(settings: Settings) -> Routing:
-    catalogue = catalogue_mod.load(settings.destinations)
-    if settings.on_llm_failure == "fallback" and not catalogue.fallback:
-        raise CatalogueError(f"{settings.destinations}: fallback: SWITCHBOARD_ON_LLM_FAILURE=fallback needs a "
-                             "top-level \"fallback\" id in the catalogue")
-    prompt = prompt_mod.load(settings.prompt)
-    return Routing(catalogue, prompt, prompt_mod.compile_all(prompt, catalogue))
 
 
 def make_client(settings: Settings, base_url: str | None = None) -> openai.AsyncOpenAI:
@@ -111,6 +89,7 @@ class Engine:
     offline: OfflineRouter
     decider: Decider
     why: str
+    at: dt.datetime | None = None  # decide as of this moment, whatever the request says (route --at)
 
     @property
     def catalogue(self) -> Catalogue:
@@ -124,7 +103,8 @@ class Engine:
         subset = self.catalogue.allowed_for(*request.assistant_keys, kind=kind)
         gone = unreachable(request, self.catalogue, subset, kind)
         allowed = tuple(i for i in subset if i not in dict(gone)) if gone else subset
-        return Query(conversation, render(conversation), allowed, kind, gone, subset)
+        return Query(conversation, render(conversation), allowed, kind, gone, subset,
+                     self.at or moment(request.timestamp))
 
     async def decide(self, request: DestinationRequest, started: float | None = None) -> Decision:
         return await self.decider.decide(self.query(request), started)

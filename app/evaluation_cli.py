@@ -16,11 +16,12 @@ from typing import Any
 import click
 
 from . import report
-from .cli import USER_ERRORS
-from .engine import Clients, Engine, build_engine, load_routing
+from .cli import user_errors
+from .engine import Clients, Engine, build_engine
 from .eval_cache import AnswerCache, CachingRouter
 from .evaluation import PRICES, DatasetError, evaluate, iter_cases, result_rows, score
 from .llm_router import LLMRouter
+from .routing import load_routing
 from .settings import Settings
 
 DEFAULT_CACHE = Path(".switchboard-cache/answers.sqlite")
@@ -72,7 +73,7 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
             else PRICES
         doc = asyncio.run(_run(settings, list(datasets), prompts, models, routers, concurrency, repeat,
                                None if no_cache else cache_path, price_table))
-    except (*USER_ERRORS, DatasetError, ValueError) as exc:
+    except (*user_errors(), DatasetError, ValueError) as exc:  # type: ignore[misc]
         click.secho(f"Error: {exc}", fg="red", err=True)
         sys.exit(2)
     click.echo(report.terminal(doc["combinations"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,7 @@ class Query:
     kind: str = TRANSFER  # transfer or handoff
     unreachable: tuple[tuple[str, str], ...] = ()
     subset: tuple[str, ...] = ()
+    at: dt.datetime | None = None  # the decision time, for business hours (None: now)
 
     @property
     def compiled_key(self) -> tuple[str, ...]:

@@ -11,18 +11,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import shutil
 import socket
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 ARRIVED = "switchboard.arrived"  # ASGI scope extension: time.monotonic() when the request's first byte came
 FDS_PER_REQUEST = 3  # the caller's connection, the model request and a hedged one
@@ -32,47 +28,6 @@ METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 
 class ServeError(Exception):
     """The service cannot start as asked; the message says what to change."""
-
-
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for the request headers (set via GUARD_TIMEOUT)."""
-
-    header_timeout = 10.0
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._arm()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        # When the request began to arrive: the answer's deadline counts from here, so time spent waiting for
-        # a busy event loop before the handler runs is not invisible to the service's own clock.
-        self.scope["extensions"] = {ARRIVED: {"at": time.monotonic()}}
-        self._arm()
-
-    def on_headers_complete(self) -> None:
-        self._disarm()
-        super().on_headers_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        if getattr(self, "_header_timer", None) is None:
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
-
-    def _disarm(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
-
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
 
 
 def raise_fd_limit() -> int:
@@ -117,27 +72,31 @@ def check_port_free(host: str, port: int) -> None:
             raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def prepare_metrics_dir(workers: int) -> Path | None:
-    """With several workers, give prometheus-client a fresh directory to share counters through. It must be
-    set before prometheus-client is first imported, in this process and in every worker."""
+def prepare_metrics_dir(workers: int) -> tuple[Path | None, bool]:
+    """With several workers, give prometheus-client a directory to share counters through (the operator's
+    PROMETHEUS_MULTIPROC_DIR, or a fresh one this run made: the bool). It must be set before
+    prometheus-client is first imported, in this process and in every worker."""
     if workers <= 1:
         os.environ.pop(METRICS_DIR_ENV, None)
-        return None
+        return None, False
     given = os.environ.get(METRICS_DIR_ENV)
     directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="switchboard-metrics-"))
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):  # counters of an earlier run would be added to this one's
         stale.unlink()
     os.environ[METRICS_DIR_ENV] = str(directory)
-    return directory
+    return directory, not given
 
 
-def cleanup_metrics_dir(directory: Path | None) -> None:
-    if directory is not None and not os.environ.get("SWITCHBOARD_KEEP_METRICS_DIR"):
+def cleanup_metrics_dir(directory: Path | None, created: bool) -> None:
+    """Remove the directory `serve` made for this run (one the operator named is theirs to keep)."""
+    if directory is not None and created:
         shutil.rmtree(directory, ignore_errors=True)
 
 
 def uvicorn_options(*, max_connections: int, read_timeout: float, fd_limit: int) -> dict[str, Any]:
+    from .protocol import GuardedHttpToolsProtocol
+
     GuardedHttpToolsProtocol.header_timeout = read_timeout
     return {
         "http": f"{GuardedHttpToolsProtocol.__module__}:{GuardedHttpToolsProtocol.__name__}",

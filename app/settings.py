@@ -1,155 +1,139 @@
 """Every setting, its environment variable and its default: the one source of truth.
 
-The README's settings table is checked against this module by the tests.
+Read by pydantic-settings from the environment (SWITCHBOARD_<NAME>, and the openai client's own
+OPENAI_API_KEY and OPENAI_BASE_URL) and, when there is one, a `.env` file in the working directory; the
+environment wins over the file, and command-line flags win over both. The README's settings table is
+generated from this module (scripts/settings_table.py) and the tests keep the two equal.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "gpt-4.1-mini"  # small, fast, non-reasoning; supports strict json_schema output
+PREFIX = "SWITCHBOARD_"
+ENV_FILE = Path(".env")
+LOWERCASE = ("output_mode", "http_client", "router", "on_llm_failure", "hmac_algorithm", "hmac_encoding",
+             "log_format", "log_level")  # enum-like settings: any case is accepted
 
 
 class SettingsError(Exception):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
-def _env(name: str) -> dict[str, Any]:
-    return {"env": name}
+class Settings(BaseSettings):
+    # Settings(...) reads the environment; Settings.from_env() also reads .env and reports unknown names.
+    # extra="ignore" so that an unknown SWITCHBOARD_* name in a .env file is reported as a warning with a guess
+    # (see unknown_names), not as a crash; a misspelt keyword argument in code still fails (__init__ below).
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_prefix=PREFIX, case_sensitive=False,
+                                      env_file=None, env_ignore_empty=True, populate_by_name=True)
 
-
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    def __init__(self, **values: Any) -> None:
+        names = set(type(self).model_fields) | {"openai_api_key", "openai_base_url"}
+        typos = [k for k in values if not k.startswith("_") and k not in names]
+        if typos:
+            raise TypeError(f"unknown setting(s): {', '.join(typos)}")
+        super().__init__(**values)
 
     # The model
     openai_api_key: SecretStr | None = Field(
         None, description="API key for the model server (the openai client's own variable).",
-        json_schema_extra=_env("OPENAI_API_KEY"))
+        validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY"))
     openai_base_url: str | None = Field(
         None, description="Base URL of any OpenAI-compatible server (vLLM, Ollama, llama.cpp, gateways).",
-        json_schema_extra=_env("OPENAI_BASE_URL"))
-    model: str = Field(DEFAULT_MODEL, description="Model that picks the destination.",
-                       json_schema_extra=_env("SWITCHBOARD_MODEL"))
+        validation_alias=AliasChoices("openai_base_url", "OPENAI_BASE_URL"))
+    model: str = Field(DEFAULT_MODEL, description="Model that picks the destination.")
     output_mode: Literal["auto", "json_schema", "json_object", "text"] = Field(
-        "auto", description="Structured output: `auto` uses json_schema and steps down when the server refuses it.",
-        json_schema_extra=_env("SWITCHBOARD_OUTPUT_MODE"))
+        "auto", description="Structured output: `auto` uses json_schema and steps down when the server refuses it.")
     http_client: Literal["aiohttp", "httpx"] = Field(
         "aiohttp", description="HTTP transport under the openai client: `aiohttp` (the SDK's documented option for "
-        "concurrency; about twice the throughput here) or `httpx` (the SDK's default).",
-        json_schema_extra=_env("SWITCHBOARD_HTTP_CLIENT"))
+        "concurrency; about twice the throughput here) or `httpx` (the SDK's default).")
     router: Literal["auto", "llm", "offline"] = Field(
-        "auto", description="`auto`: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else offline.",
-        json_schema_extra=_env("SWITCHBOARD_ROUTER"))
+        "auto", description="`auto`: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else offline.")
 
     # Time and failure
-    timeout: float = Field(5.0, gt=0, le=60, description="Seconds for the whole answer, retries included.",
-                           json_schema_extra=_env("SWITCHBOARD_TIMEOUT"))
-    max_attempts: int = Field(3, ge=1, le=10, description="Model attempts per decision, while the budget allows.",
-                              json_schema_extra=_env("SWITCHBOARD_MAX_ATTEMPTS"))
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds for the whole answer, retries included.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Model attempts per decision, while the budget allows.")
     on_llm_failure: Literal["error", "fallback", "offline"] = Field(
         "error", description="When the LLM fails or runs out of time. `error`: the catalogue's `fallback` if it "
         "names one, else an error. `fallback`: the same, and start-up refuses a catalogue without one. `offline`: "
-        "the offline router's confident choice first.",
-        json_schema_extra=_env("SWITCHBOARD_ON_LLM_FAILURE"))
+        "the offline router's confident choice first.")
     hedge_delay: float = Field(
         1.5, ge=0, description="Seconds without an answer before one more identical request is sent, at the "
-        "least: the delay follows the 95th percentile of recent model latencies. 0 turns hedging off.",
-        json_schema_extra=_env("SWITCHBOARD_HEDGE_DELAY"))
+        "least: the delay follows the 95th percentile of recent model latencies. 0 turns hedging off.")
     hedge_max_share: float = Field(
-        0.05, ge=0, le=1, description="The largest share of model attempts that may be hedged.",
-        json_schema_extra=_env("SWITCHBOARD_HEDGE_MAX_SHARE"))
-    fallback_model: str | None = Field(None, description="Model for the hedged request (default: the same model).",
-                                       json_schema_extra=_env("SWITCHBOARD_FALLBACK_MODEL"))
+        0.05, ge=0, le=1, description="The largest share of model attempts that may be hedged.")
+    fallback_model: str | None = Field(None, description="Model for the hedged request (default: the same model).")
     fallback_base_url: str | None = Field(
-        None, description="Base URL for the hedged request (default: the same server).",
-        json_schema_extra=_env("SWITCHBOARD_FALLBACK_BASE_URL"))
+        None, description="Base URL for the hedged request (default: the same server).")
     breaker_failures: int = Field(5, ge=0, description="Consecutive model failures that open the circuit "
-                                  "breaker; 0 turns it off.", json_schema_extra=_env("SWITCHBOARD_BREAKER_FAILURES"))
-    breaker_cooldown: float = Field(10.0, gt=0, description="Seconds the breaker stays open before one probe.",
-                                    json_schema_extra=_env("SWITCHBOARD_BREAKER_COOLDOWN"))
+                                  "breaker; 0 turns it off.")
+    breaker_cooldown: float = Field(10.0, gt=0, description="Seconds the breaker stays open before one probe.")
     warmup: bool = Field(False, description="Send one routing request at start-up so the provider compiles the "
-                         "schema (costs one call).", json_schema_extra=_env("SWITCHBOARD_WARMUP"))
+                         "schema (costs one call).")
 
     # Catalogue, prompt, conversation
-    destinations: Path = Field(Path("destinations.json"), description="The catalogue file.",
-                               json_schema_extra=_env("SWITCHBOARD_DESTINATIONS"))
-    prompt: Path = Field(Path("prompts/route.md"), description="The routing prompt file.",
-                         json_schema_extra=_env("SWITCHBOARD_PROMPT"))
+    destinations: Path = Field(Path("destinations.json"), description="The catalogue file.")
+    prompt: Path = Field(Path("prompts/route.md"), description="The routing prompt file.")
     min_confidence: float = Field(
         0.0, ge=0, le=1, description="An LLM answer whose probability (from the model's log-probabilities) is "
-        "below this is not routed: the failure policy answers. 0 turns it off.",
-        json_schema_extra=_env("SWITCHBOARD_MIN_CONFIDENCE"))
+        "below this is not routed: the failure policy answers. 0 turns it off.")
     offline_threshold: float = Field(
-        0.4, ge=0, le=1, description="Offline router confidence below which it answers `none`.",
-        json_schema_extra=_env("SWITCHBOARD_OFFLINE_THRESHOLD"))
+        0.4, ge=0, le=1, description="Offline router confidence below which it answers `none`.")
     include_system_prompt: bool = Field(
-        False, description="Show the voice assistant's own system prompt to the router.",
-        json_schema_extra=_env("SWITCHBOARD_INCLUDE_SYSTEM_PROMPT"))
+        False, description="Show the voice assistant's own system prompt to the router.")
     conversation_chars: int = Field(
         8000, ge=500, description="Size budget for the conversation shown to the router; long calls keep the "
-        "opening caller turns and the most recent turns.", json_schema_extra=_env("SWITCHBOARD_CONVERSATION_CHARS"))
+        "opening caller turns and the most recent turns.")
     reload_interval: float = Field(
         2.0, ge=0, description="Seconds between checks for a changed catalogue or prompt; 0 turns polling off "
-        "(SIGHUP still reloads).", json_schema_extra=_env("SWITCHBOARD_RELOAD_INTERVAL"))
+        "(SIGHUP still reloads).")
 
     # HTTP and security
     secret: SecretStr | None = Field(
         None, description="Shared secret: accepted as `X-Vapi-Secret`, `Authorization: Bearer`, or in "
-        "SWITCHBOARD_SECRET_HEADER.", json_schema_extra=_env("SWITCHBOARD_SECRET"))
+        "SWITCHBOARD_SECRET_HEADER.")
     secret_header: str | None = Field(
-        None, description="Custom header carrying the bearer token (Vapi's BearerAuthenticationPlan.headerName).",
-        json_schema_extra=_env("SWITCHBOARD_SECRET_HEADER"))
+        None, description="Custom header carrying the bearer token (Vapi's BearerAuthenticationPlan.headerName).")
     hmac_secret: SecretStr | None = Field(None, description="Turns on HMAC signature checks "
-                                          "(Vapi's HMACAuthenticationPlan.secretKey).",
-                                          json_schema_extra=_env("SWITCHBOARD_HMAC_SECRET"))
+                                          "(Vapi's HMACAuthenticationPlan.secretKey).")
     hmac_algorithm: Literal["sha256", "sha512", "sha1"] = Field(
-        "sha256", description="HMAC algorithm.", json_schema_extra=_env("SWITCHBOARD_HMAC_ALGORITHM"))
-    hmac_signature_header: str = Field("x-signature", description="Header with the signature.",
-                                       json_schema_extra=_env("SWITCHBOARD_HMAC_SIGNATURE_HEADER"))
-    hmac_timestamp_header: str = Field("x-timestamp", description="Header with the timestamp.",
-                                       json_schema_extra=_env("SWITCHBOARD_HMAC_TIMESTAMP_HEADER"))
-    hmac_signature_prefix: str = Field("", description="Prefix before the signature, e.g. `sha256=`.",
-                                       json_schema_extra=_env("SWITCHBOARD_HMAC_SIGNATURE_PREFIX"))
+        "sha256", description="HMAC algorithm.")
+    hmac_signature_header: str = Field("x-signature", description="Header with the signature.")
+    hmac_timestamp_header: str = Field("x-timestamp", description="Header with the timestamp.")
+    hmac_signature_prefix: str = Field("", description="Prefix before the signature, e.g. `sha256=`.")
     hmac_payload_format: str = Field(
-        "{timestamp}.{body}", description="What is signed: `{timestamp}` `{body}` `{method}` `{url}`.",
-        json_schema_extra=_env("SWITCHBOARD_HMAC_PAYLOAD_FORMAT"))
-    hmac_encoding: Literal["hex", "base64"] = Field("hex", description="Signature encoding.",
-                                                    json_schema_extra=_env("SWITCHBOARD_HMAC_ENCODING"))
-    hmac_secret_is_base64: bool = Field(False, description="The secret is base64 and is decoded before use.",
-                                        json_schema_extra=_env("SWITCHBOARD_HMAC_SECRET_IS_BASE64"))
+        "{timestamp}.{body}", description="What is signed: `{timestamp}` `{body}` `{method}` `{url}`.")
+    hmac_encoding: Literal["hex", "base64"] = Field("hex", description="Signature encoding.")
+    hmac_secret_is_base64: bool = Field(False, description="The secret is base64 and is decoded before use.")
     hmac_tolerance: float = Field(300.0, gt=0, description="Seconds a signed timestamp stays acceptable "
-                                  "(replay window).", json_schema_extra=_env("SWITCHBOARD_HMAC_TOLERANCE"))
+                                  "(replay window).")
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576,
-                                description="Largest request body accepted (413 above).",
-                                json_schema_extra=_env("SWITCHBOARD_MAX_BODY_BYTES"))
+                                description="Largest request body accepted (413 above).")
     read_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds a client has to send a request's headers, and again its body; "
-        "slower ones are cut off (408).", json_schema_extra=_env("SWITCHBOARD_READ_TIMEOUT"))
+        "slower ones are cut off (408).")
     max_connections: int = Field(
         2048, ge=16, le=1_000_000, description="Connections and requests served at once (503 beyond); lowered "
-        "at start-up to what the open-file limit can hold.", json_schema_extra=_env("SWITCHBOARD_MAX_CONNECTIONS"))
-    host: str = Field("127.0.0.1", min_length=1, description="Interface `serve` listens on; 0.0.0.0 for all.",
-                      json_schema_extra=_env("SWITCHBOARD_HOST"))
-    port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.",
-                      json_schema_extra=_env("SWITCHBOARD_PORT"))
+        "at start-up to what the open-file limit can hold.")
+    host: str = Field("127.0.0.1", min_length=1, description="Interface `serve` listens on; 0.0.0.0 for all.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `serve` listens on.")
 
     # Logs and recording
-    log_format: Literal["json", "text"] = Field("json", description="Log line format.",
-                                                json_schema_extra=_env("SWITCHBOARD_LOG_FORMAT"))
+    log_format: Literal["json", "text"] = Field("json", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level.", json_schema_extra=_env("SWITCHBOARD_LOG_LEVEL"))
-    log_conversations: bool = Field(False, description="Put conversation text and phone numbers in logs.",
-                                    json_schema_extra=_env("SWITCHBOARD_LOG_CONVERSATIONS"))
+        "info", description="Log level.")
+    log_conversations: bool = Field(False, description="Put conversation text and phone numbers in logs.")
     record_dir: Path | None = Field(None, description="Append every answered transfer request to a dataset "
-                                    "file here (one file per process).",
-                                    json_schema_extra=_env("SWITCHBOARD_RECORD_DIR"))
+                                    "file here (one file per process).")
     record_redact: bool = Field(True, description="Redact caller numbers, customer details and phoneNumber "
-                                "secrets in recordings.", json_schema_extra=_env("SWITCHBOARD_RECORD_REDACT"))
+                                "secrets in recordings.")
 
     @property
     def llm_configured(self) -> bool:
@@ -165,28 +149,82 @@ class Settings(BaseModel):
             return "llm", "auto: OPENAI_API_KEY or OPENAI_BASE_URL is set"
         return "offline", "auto: neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"
 
+    @field_validator(*LOWERCASE, mode="before")
     @classmethod
-    def env_names(cls) -> dict[str, str]:
-        return {name: str((f.json_schema_extra or {})["env"])  # type: ignore[index]
-                for name, f in cls.model_fields.items()}
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        """Settings that each make sense but not together."""
+        if "hedge_delay" in self.model_fields_set and 0 < self.timeout <= self.hedge_delay:
+            raise ValueError(f"SWITCHBOARD_HEDGE_DELAY={self.hedge_delay:g} is not shorter than SWITCHBOARD_TIMEOUT="
+                             f"{self.timeout:g}, so no hedge could ever be sent; lower it, or 0 to turn hedging off")
+        if self.fallback_model and self.router == "offline":
+            raise ValueError("SWITCHBOARD_FALLBACK_MODEL is set but SWITCHBOARD_ROUTER=offline never calls a model")
+        if self.secret_header and not self.secret:
+            raise ValueError("SWITCHBOARD_SECRET_HEADER names a header for a secret, but SWITCHBOARD_SECRET is unset")
+        return self
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read every setting from the environment; keyword overrides (CLI flags) win."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, env in cls.env_names().items():
-            raw = environ.get(env)
-            if raw is not None and raw.strip() != "":
-                values[name] = raw.strip()
-        values.update({k: v for k, v in overrides.items() if v is not None})
+    def env_names(cls) -> dict[str, str]:
+        """Each setting's environment variable."""
+        out = {}
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            choices = alias.choices if isinstance(alias, AliasChoices) else []
+            out[name] = next((str(c) for c in choices if str(c).isupper()), PREFIX + name.upper())
+        return out
+
+    @classmethod
+    def from_env(cls, env_file: Path | None = ENV_FILE, **overrides: Any) -> Settings:
+        """Every setting from the environment and the .env file (pydantic-settings reads both; the environment
+        wins); keyword overrides (CLI flags) win over both. Raises SettingsError naming the variable."""
+        use_file = env_file if env_file is not None and env_file.is_file() else None
+        given = {k: v for k, v in overrides.items() if v is not None}
+        names = cls.env_names()
         try:
-            return cls(**values)
+            return cls(_env_file=use_file, **given)
         except ValidationError as exc:
-            names = cls.env_names()
+            file_values = _read_env_file(use_file)
             problems = []
             for err in exc.errors():
-                field = str(err["loc"][0]) if err["loc"] else "?"
-                env = names.get(field, field)
-                problems.append(f"{env}={values.get(field)!r}: {err['msg']}")
+                field = str(err["loc"][0]) if err["loc"] else ""
+                message = str(err["msg"]).removeprefix("Value error, ")
+                if field not in names:  # a check across settings: its message names them
+                    problems.append(message)
+                    continue
+                env = names[field]
+                value = given.get(field, os.environ.get(env, file_values.get(env)))
+                problems.append(f"{env}={value!r}: {message}")
             raise SettingsError("Invalid settings: " + "; ".join(problems)) from None
+
+    def llm_configured_text(self) -> str:
+        return "OPENAI_API_KEY or OPENAI_BASE_URL is set" if self.llm_configured else \
+            "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"
+
+
+def unknown_variables(env_file: Path | None = ENV_FILE) -> list[str]:
+    """SWITCHBOARD_* names in the environment or the .env file that are no setting, each with a guess: the CLI
+    and the service warn about them at start-up (SWITCHBOARD_TIMOUT=3 used to be silently ignored)."""
+    found = [*os.environ, *_read_env_file(env_file if env_file is not None and env_file.is_file() else None)]
+    return _unknown(found, set(Settings.env_names().values()))
+
+
+def _read_env_file(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    from dotenv import dotenv_values  # pydantic-settings' own .env reader
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _unknown(names: list[str], known: set[str]) -> list[str]:
+    out = []
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if upper.startswith(PREFIX) and upper not in known:
+            guess = difflib.get_close_matches(upper, known, 1, 0.75)
+            out.append(f"{name} (did you mean {guess[0]}?)" if guess else name)
+    return out
+

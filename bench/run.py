@@ -28,8 +28,9 @@ import httpx2  # noqa: E402
 import openai  # noqa: E402
 
 from app.conversation import extract, render  # noqa: E402
-from app.engine import build_engine, load_routing  # noqa: E402
+from app.engine import build_engine  # noqa: E402
 from app.payload import parse_request  # noqa: E402
+from app.routing import load_routing  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from tests.service_process import ServiceProcess  # noqa: E402
 from tests.vapi_payloads import transfer_request  # noqa: E402
@@ -142,7 +143,7 @@ def inside(service: ServiceProcess, n: int) -> dict[str, float]:
 
 def model_requests(payloads: list[bytes]) -> list[dict[str, Any]]:
     """What the service sends the model for each body, so the direct path carries the same bytes."""
-    settings = Settings.from_env({})
+    settings = Settings.from_env(env_file=None)
     routing = load_routing(settings)
     out = []
     for body in payloads:
@@ -157,7 +158,7 @@ def model_requests(payloads: list[bytes]) -> list[dict[str, Any]]:
 
 
 def offline_rate(payloads: list[bytes], seconds: float) -> tuple[float, float]:
-    settings = Settings.from_env({})
+    settings = Settings.from_env(env_file=None)
     engine = build_engine(settings, load_routing(settings), None, router_name="offline")
     queries = [engine.query(parse_request(json.loads(b)["message"])) for b in payloads]
     n, started = 0, time.perf_counter()

@@ -16,8 +16,9 @@ from app.settings import Settings
 
 def table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for field in Settings.model_fields.values():
-        env = (field.json_schema_extra or {})["env"]  # type: ignore[index]
+    envs = Settings.env_names()
+    for name, field in Settings.model_fields.items():
+        env = envs[name]
         default = field.default
         shown = "unset" if default is None or default == "" else str(default).lower() if isinstance(default, bool) \
             else str(default)

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from app.engine import Clients, build_engine, load_routing
+from app.engine import Clients, build_engine
 from app.payload import parse_request
+from app.routing import load_routing
 from app.settings import Settings
 from tests.conftest import ROOT
 from tests.fake_openai import HANG, FakeOpenAI, answer, status

@@ -48,9 +48,7 @@ def test_readme_vapi_answer_example_is_what_the_service_answers():
 
     from click.testing import CliRunner
 
-    from app.cli import _register, cli
-
-    _register()
+    from app.cli import cli
     line = next(line for line in README.splitlines() if line.startswith('# {"destination"'))
     shown = json.loads(line[2:])
     result = CliRunner().invoke(cli, ["route", "--router", "offline", str(ROOT / "examples/transfer-request.json")],

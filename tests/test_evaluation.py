@@ -8,13 +8,12 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from app.cli import _register, cli
+from app.cli import cli
 from app.evaluation import CallResult, percentile, score
 from tests.conftest import ROOT
 from tests.fake_openai import allowed_ids, answer
 from tests.vapi_payloads import transfer_request
 
-_register()
 SAMPLE = str(ROOT / "datasets/sample.jsonl")
 
 

@@ -95,7 +95,8 @@ def test_handoff_recorded_and_evaluated(service_factory, tmp_path):
 
 @pytest.mark.parametrize(("handoff", "words"), [
     ({"type": "dynamic", "server": {"url": "https://x"}}, "'dynamic' would ask this service again"),
-    ({"type": "assistant", "assistantNmae": "Billing"}, "unknown field 'assistantNmae' (did you mean 'assistantName'?)"),
+    ({"type": "assistant", "assistantNmae": "Billing"},
+     "unknown field 'assistantNmae' (did you mean 'assistantName'?)"),
     ({"type": "assistant", "assistantName": "B", "contextEngineeringPlan": {"type": "lastNMessages"}},
      "'maxMessages' is a required property"),
 ])

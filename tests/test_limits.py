@@ -163,9 +163,7 @@ def test_two_workers_report_every_request(tmp_path):
 
 
 def serve(args: list[str], env: dict[str, str] | None = None):
-    from app.cli import _register, cli
-
-    _register()
+    from app.cli import cli
     base = {"SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json"),
             "SWITCHBOARD_PROMPT": str(ROOT / "prompts/route.md")}
     return CliRunner().invoke(cli, ["serve", *args], env={**base, **(env or {})})

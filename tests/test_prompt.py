@@ -33,7 +33,8 @@ def test_bad_prompts_say_what_to_fix(text, words):
 def test_static_part_is_the_system_message_and_built_once_per_subset():
     cat = parse_catalogue(SAMPLE)
     compiled = compile_all(parse(GOOD), cat)
-    assert set(compiled) == {cat.ids, cat.assistants["Brightline Sales Line"]}
+    assert set(compiled) == cat.subsets()  # transfer and handoff sets, for everyone and per assistant
+    assert {cat.ids, cat.assistants["Brightline Sales Line"]} <= set(compiled)
     full = compiled[cat.ids]
     messages = full.messages("Caller: hi", "billing")
     assert messages[0]["content"].startswith("Pick one.\n- billing:")

@@ -116,9 +116,7 @@ def test_unwritable_record_dir_is_a_clear_error(tmp_path):
 
 
 def test_unwritable_record_dir_stops_serve_with_one_line(tmp_path):
-    from app.cli import _register, cli
-
-    _register()
+    from app.cli import cli
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = CliRunner().invoke(cli, ["serve"], env={"SWITCHBOARD_RECORD_DIR": str(blocker / "rec"),
@@ -236,9 +234,7 @@ def test_calls_recorded_while_labelling_are_kept(tmp_path):
 
 
 def test_label_several_files(tmp_path):
-    from app.cli import _register, cli
-
-    _register()
+    from app.cli import cli
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, second = dataset(tmp_path / "a", 3), dataset(tmp_path / "b", 3)
@@ -250,9 +246,7 @@ def test_label_several_files(tmp_path):
 
 
 def test_label_names_the_file_and_line_of_a_broken_row(tmp_path):
-    from app.cli import _register, cli
-
-    _register()
+    from app.cli import cli
     path = dataset(tmp_path, 2)
     path.write_text(path.read_text() + "{not json\n")
     result = CliRunner().invoke(cli, ["label", str(path)], env={"SWITCHBOARD_DESTINATIONS":

@@ -8,7 +8,7 @@ from typing import Any
 
 SYSTEM_PROMPT = ("You are Brightline Broadband's phone assistant. Greet the caller, find out what they need, "
                  "and transfer them with the transferCall tool when a person or team should help. ") * 4
-START_MS = 1_764_000_000_000
+START_MS = 1_764_010_800_000  # Monday 24 Nov 2025, 11:00 in Los Angeles: the sample catalogue is open
 
 
 def transfer_request(

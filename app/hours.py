@@ -1,0 +1,181 @@
+"""Business hours and holidays per destination: is it open at a given moment, and when does it open next.
+
+    "hours": {"timezone": "America/Los_Angeles",
+              "open": {"mon-fri": "09:00-12:30,13:30-18:00", "sat": "10:00-14:00"},
+              "closed": ["2026-12-25", "2027-01-01"]}
+
+Days are `mon` to `sun`, single, as ranges (`mon-fri`, `sat-sun`, `fri-mon` wraps) or lists (`mon,wed`);
+times are 24-hour local ranges, an end of `24:00` allowed; `closed` lists local dates closed all day. Local
+time comes from the time-zone rules (zoneinfo, with the `tzdata` package where the system has none), so
+daylight-saving changes need nothing from the catalogue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+LOOK_AHEAD_DAYS = 400  # how far to look for the next opening (a year of holidays, at most)
+
+
+class HoursError(Exception):
+    """A malformed `hours`; the message names the field (the catalogue adds the entry)."""
+
+
+@dataclass(frozen=True)
+class Hours:
+    timezone: str
+    open: tuple[tuple[tuple[int, int], ...], ...]  # per weekday (Monday first): (start, end) minutes, sorted
+    closed: frozenset[dt.date]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_open(self, at: dt.datetime) -> bool:
+        local = at.astimezone(self.zone)
+        if local.date() in self.closed:
+            return False
+        minute = local.hour * 60 + local.minute
+        return any(start <= minute < end for start, end in self.open[local.weekday()])
+
+    def next_opening(self, at: dt.datetime) -> dt.datetime | None:
+        """The next local moment it opens, after `at` (None if it never does within a year)."""
+        local = at.astimezone(self.zone)
+        minute = local.hour * 60 + local.minute
+        for ahead in range(LOOK_AHEAD_DAYS):
+            day = local.date() + dt.timedelta(days=ahead)
+            if day in self.closed:
+                continue
+            for start, _ in self.open[day.weekday()]:
+                if ahead > 0 or start > minute:
+                    return dt.datetime(day.year, day.month, day.day, start // 60, start % 60, tzinfo=self.zone)
+        return None
+
+    def opens_text(self, at: dt.datetime) -> str:
+        """'it opens Mon 09:00 (America/Los_Angeles)', for the voice assistant to tell the caller."""
+        when = self.next_opening(at)
+        if when is None:
+            return "it has no opening time in the coming year"
+        local_now = at.astimezone(self.zone)
+        day = when.strftime("%a")
+        if when.date() == local_now.date():
+            day = "today"
+        elif (when.date() - local_now.date()).days >= 7:
+            day = f"{when.strftime('%a')} {when.day} {when.strftime('%b')}"
+        return f"it opens {day} {when.strftime('%H:%M')} ({self.timezone})"
+
+
+def zone(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise HoursError(f"{where}: a time zone name is needed, like \"America/Los_Angeles\" or \"Europe/Paris\"")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HoursError(f"{where}: {name!r} is not a time zone (use an IANA name like \"America/Los_Angeles\"; "
+                         "the tzdata package provides them where the system has none)") from None
+    return name
+
+
+def _days(key: str) -> list[int]:
+    out: list[int] = []
+    for part in key.lower().split(","):
+        part = part.strip()
+        ends = [p.strip() for p in part.split("-")]
+        if len(ends) not in (1, 2) or any(e not in DAYS for e in ends):
+            raise HoursError(f"hours.open: {key!r} is not a day or range of days (mon..sun, e.g. \"mon-fri\", "
+                             "\"sat\", \"mon,wed\")")
+        first, last = DAYS.index(ends[0]), DAYS.index(ends[-1])
+        out += [(first + i) % 7 for i in range((last - first) % 7 + 1)]
+    return out
+
+
+def _ranges(key: str, value: Any) -> list[tuple[int, int]]:
+    where = f"hours.open.{key}"
+    if not isinstance(value, str) or not value.strip():
+        raise HoursError(f"{where}: times must be a string of 24-hour ranges, like \"09:00-12:30,13:30-18:00\"")
+    out = []
+    for part in value.split(","):
+        match = _RANGE.match(part)
+        if not match:
+            raise HoursError(f"{where}: {part.strip()!r} is not a range like \"09:00-17:30\"")
+        h1, m1, h2, m2 = map(int, match.groups())
+        if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
+            raise HoursError(f"{where}: {part.strip()!r} is not a time of day (00:00 to 24:00)")
+        start, end = h1 * 60 + m1, h2 * 60 + m2
+        if end <= start:
+            raise HoursError(f"{where}: {part.strip()!r} ends before it starts; a range past midnight is two: "
+                             "\"22:00-24:00\" on one day and \"00:00-02:00\" on the next")
+        out.append((start, end))
+    out.sort()
+    for (_, end), (start, _) in itertools.pairwise(out):
+        if start < end:
+            raise HoursError(f"{where}: ranges overlap in {value!r}")
+    return out
+
+
+def _date(value: Any, index: int) -> dt.date:
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise HoursError(f"hours.closed[{index}]: {value!r} is not a date like \"2026-12-25\"")
+
+
+def parse(data: Any, default_timezone: str | None) -> Hours:
+    """An entry's `hours`; HoursError names the field at fault."""
+    if not isinstance(data, dict):
+        raise HoursError("hours: must be an object with \"open\" (and \"timezone\", \"closed\")")
+    unknown = sorted(set(data) - {"timezone", "open", "closed"})
+    if unknown:
+        raise HoursError(f"hours: unknown field {unknown[0]!r} (fields: timezone, open, closed)")
+    if "timezone" in data:
+        name = zone(data["timezone"], "hours.timezone")
+    elif default_timezone:
+        name = default_timezone
+    else:
+        raise HoursError("hours.timezone: missing; set it here, or a top-level \"timezone\" for every entry")
+    week: list[list[tuple[int, int]]] = [[] for _ in DAYS]
+    seen: dict[int, str] = {}
+    opening = data.get("open")
+    if not isinstance(opening, dict) or not opening:
+        raise HoursError("hours.open: needs at least one day, like {\"mon-fri\": \"09:00-17:00\"} (no hours at all "
+                         "means always open: remove \"hours\")")
+    for key, value in opening.items():
+        ranges = _ranges(key, value)
+        for day in _days(key):
+            if day in seen:
+                raise HoursError(f"hours.open: {DAYS[day]} is in both {seen[day]!r} and {key!r}")
+            seen[day] = key
+            week[day] = ranges
+    closed_list = data.get("closed", [])
+    if not isinstance(closed_list, list):
+        raise HoursError("hours.closed: must be a list of dates, like [\"2026-12-25\"]")
+    closed = frozenset(_date(value, i) for i, value in enumerate(closed_list))
+    return Hours(name, tuple(tuple(day) for day in week), closed)
+
+
+def moment(value: Any, default: dt.datetime | None = None) -> dt.datetime:
+    """The decision time from a request's `timestamp` (Vapi sends epoch milliseconds; seconds and ISO 8601
+    are accepted), else `default`, else now. Always aware, in UTC."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value and abs(value) < 1e16:
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            return dt.datetime.fromtimestamp(seconds, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            pass
+    if isinstance(value, str) and len(value) <= 40:
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(dt.UTC)
+        except ValueError:
+            pass
+    return default or dt.datetime.now(dt.UTC)
