@@ -242,7 +242,8 @@ def _decision_fields(decision: Decision, request: DestinationRequest, engine: En
     return {
         "type": request.type, "call_id": request.call_id,
         "assistant": (assistant.name or assistant.id) if assistant else None,
-        "chosen": decision.chosen, "answered": decision.answered, "closed": decision.closed,
+        "chosen": decision.chosen, "candidate": decision.candidate, "answered": decision.answered,
+        "closed": decision.closed,
         "outcome": decision.outcome,
         "failure": decision.failure, "rescued_by": decision.rescued_by, "errors": decision.errors or None,
         "unreachable": decision.unreachable or None,

@@ -253,7 +253,8 @@ class Decider:
                 decision.body = {"error": NO_MATCH}
         elif (self.min_confidence > 0 and self.router.name == "llm" and choice.score is not None
               and choice.score < self.min_confidence):
-            decision.outcome, decision.failure = "low_confidence", "low_confidence"  # the failure policy answers
+            # not routed: the failure policy answers (and `chosen` becomes what it chooses, if anything)
+            decision.outcome, decision.failure, decision.chosen = "low_confidence", "low_confidence", None
         else:
             self._answer(decision, choice.destination, query)
             if decision.closed is not None:
@@ -275,9 +276,9 @@ class Decider:
         if self.on_failure == "offline" and self.offline is not None and self.router.name != "offline":
             best, confidence, _ = self.offline.rank(query)
             if confidence >= self.offline.threshold and best in query.allowed:
-                decision.outcome, decision.rescued_by = "fallback", "offline"
-                if decision.chosen is None:  # the model gave nothing: the offline router's choice stands for it
-                    decision.chosen, decision.score = best, round(confidence, 4)
+                # `chosen` is what the decision chose, rescue included; `candidate` and `score` stay the
+                # router's own (a low-confidence LLM answer keeps its id and probability there).
+                decision.outcome, decision.rescued_by, decision.chosen = "fallback", "offline", best
                 self._answer(decision, best, query)
                 return
         fallback = self._fallback(query)

@@ -1,12 +1,18 @@
 """Evaluation: run labelled recorded calls through the same decision code as the service, and score it.
 
 Datasets are streamed (a JSONL file, or a directory of .json files), so memory stays flat; each call
-keeps only a small result record.
+keeps only a small result record. Each call is decided at its own recorded timestamp (business hours), and
+its payload may be a transfer- or a handoff-destination-request.
+
+With 30 to 100 labelled calls most differences between two prompts are noise, so the scores say how sure
+they are: accuracy with its 95% (Wilson) interval, and paired comparisons (calls fixed and broken, the exact
+McNemar p-value) against a baseline and between the combinations of one run (app/statistics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import time
@@ -18,21 +24,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import statistics as stats
 from .catalogue import NONE
 from .conversation import NoConversation
 from .engine import Engine
 from .payload import PayloadError, parse_json, parse_request
 
 ERROR = "error"  # predicted when no destination could be decided at all
-# USD per million tokens (input, output); override with --prices FILE.
-PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "gpt-4.1": (2.00, 8.00),
-    "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-5-mini": (0.25, 2.00), "gpt-5-nano": (0.05, 0.40),
+# USD per million tokens: input, output, cached input. Override or add with --prices FILE.
+PRICES: dict[str, tuple[float, float, float]] = {
+    "gpt-4.1-mini": (0.40, 1.60, 0.10), "gpt-4.1-nano": (0.10, 0.40, 0.025), "gpt-4.1": (2.00, 8.00, 0.50),
+    "gpt-4o-mini": (0.15, 0.60, 0.075), "gpt-4o": (2.50, 10.00, 1.25), "gpt-5-mini": (0.25, 2.00, 0.025),
+    "gpt-5-nano": (0.05, 0.40, 0.005),
 }
+EXCERPT_CHARS = 160
 
 
 class DatasetError(Exception):
-    """A dataset line cannot be used; the message names the file and line."""
+    """A dataset cannot be used; the message names the file and line, and the fix."""
 
 
 class Case(BaseModel):
@@ -67,52 +76,80 @@ def _parse(where: str, text: str) -> Iterator[tuple[str, Case]]:
         raise DatasetError(f"{where}: {loc}: {err['msg']}") from None
 
 
+def check_dataset(paths: list[Path], ids: tuple[str, ...]) -> int:
+    """Refuse, before any call is decided, labels that are no catalogue id (they were silently counted as
+    wrong) and ids used twice (paired comparisons match calls by id). Returns the labelled calls' count."""
+    known = {*ids, NONE}
+    seen: dict[str, str] = {}
+    twice: list[str] = []
+    labelled = 0
+    for where, case in iter_cases(paths):
+        if case.id in seen:
+            twice.append(f"{case.id!r} ({seen[case.id]} and {where})")
+        seen[case.id] = where
+        if not case.expected:
+            continue
+        labelled += 1
+        if case.expected not in known:
+            raise DatasetError(f"{where}: expected: {case.expected!r} is not a destination id of this catalogue "
+                               f"nor 'none' (ids: {', '.join(sorted(known))}); fix the label or the catalogue")
+    if twice:
+        raise DatasetError(f"call ids used twice: {'; '.join(twice[:5])}{' ...' if len(twice) > 5 else ''}; ids "
+                           "must be unique (paired comparisons match calls by id)")
+    if labelled == 0:
+        raise DatasetError("no labelled calls in the dataset(s): label them first (switchboard label FILE)")
+    return labelled
+
+
 @dataclass(slots=True)
 class CallResult:
     id: str
     expected: str
-    predicted: str  # an id, "none", or "error"
+    predicted: str  # the router's answer: an id, "none", or "error"
     outcome: str
     latency_ms: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cached: bool = False
     failure: str | None = None
     tags: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)  # every repeat's prediction, with --repeat
+    score: float | None = None  # the router's confidence, when it gives one
+    candidate: str | None = None  # its best id before any threshold (for calibration and the sweep)
+    answered: str | None = None  # what the caller would have been sent to (hours, fallback and all)
+    excerpt: str = ""  # the caller's last words, for reading a wrong call
 
 
 async def evaluate(engines: list[Engine], paths: list[Path], *, concurrency: int = 8,
                    progress: Callable[[int], None] | None = None) -> list[CallResult]:
     """Decide every labelled call once per engine (one engine per `--repeat`), at most `concurrency` calls at
-    once; unlabelled calls are skipped."""
-    queue: asyncio.Queue[Case | None] = asyncio.Queue(maxsize=concurrency * 2)
-    results: list[CallResult] = []
-    done = 0
+    once; unlabelled calls are skipped. Results come back in the dataset's order."""
+    queue: asyncio.Queue[tuple[int, Case] | None] = asyncio.Queue(maxsize=concurrency * 2)
+    results: dict[int, CallResult] = {}
 
     async def worker() -> None:
-        nonlocal done
-        while (case := await queue.get()) is not None:
+        while (item := await queue.get()) is not None:
+            index, case = item
             runs = [await decide_case(engine, case) for engine in engines]
             first = runs[0]
             first.runs = [r.predicted for r in runs] if len(runs) > 1 else []
-            results.append(first)
-            done += 1
+            results[index] = first
             if progress:
-                progress(done)
+                progress(len(results))
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
     try:
-        for _, case in iter_cases(paths):
+        for index, (_, case) in enumerate(iter_cases(paths)):
             if case.expected:
-                await queue.put(case)
+                await queue.put((index, case))
         for _ in workers:
             await queue.put(None)
         await asyncio.gather(*workers)
     finally:
         for w in workers:
             w.cancel()
-    return results
+    return [results[i] for i in sorted(results)]
 
 
 async def decide_case(engine: Engine, case: Case) -> CallResult:
@@ -120,12 +157,19 @@ async def decide_case(engine: Engine, case: Case) -> CallResult:
     expected = str(case.expected)
     try:
         request = parse_request(parse_json(json.dumps(case.payload).encode()))
-        decision = await engine.decide(request, started)
+        query = engine.query(request)
     except (PayloadError, NoConversation) as exc:
         return CallResult(case.id, expected, ERROR, f"bad_payload: {exc}"[:80], 0.0, tags=case.tags)
-    predicted = decision.chosen if decision.chosen is not None else ERROR
+    decision = await engine.decider.decide(query, started)
+    # What was decided, a rescue included; a model that was not sure enough declined: none.
+    predicted = decision.chosen or (NONE if decision.failure == "low_confidence" else ERROR)
+    callers = [t.text for t in query.conversation.turns if t.speaker == "caller"][-2:]
+    excerpt = " / ".join(callers)
     return CallResult(case.id, expected, predicted, decision.outcome, decision.total_ms, decision.prompt_tokens,
-                      decision.completion_tokens, cached=decision.cached, failure=decision.failure, tags=case.tags)
+                      decision.completion_tokens, decision.cached_tokens, cached=decision.cached,
+                      failure=decision.failure, tags=case.tags, score=decision.score,
+                      candidate=decision.candidate, answered=decision.answered,
+                      excerpt=excerpt if len(excerpt) <= EXCERPT_CHARS else "..." + excerpt[-EXCERPT_CHARS:])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -137,16 +181,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
+def _prf(tp: int, fp: int, fn: int) -> tuple[float | None, float | None, float | None]:
+    """Precision, recall and F1; None where undefined (no predictions of the class, no support)."""
+    p = tp / (tp + fp) if tp + fp else None
+    r = tp / (tp + fn) if tp + fn else None
+    f = 2 * p * r / (p + r) if p is not None and r is not None and p + r else (0.0 if p is not None and r is not None
+                                                                              else None)
     return p, r, f
 
 
+def cost(model: str | None, prompt: int, completion: int, cached: int,
+         prices: dict[str, tuple[float, ...]] | None = None) -> float | None:
+    price = (prices or PRICES).get(model or "")
+    if not price:
+        return None
+    cached_price = price[2] if len(price) > 2 else price[0]
+    return ((prompt - cached) * price[0] + cached * cached_price + completion * price[1]) / 1e6
+
+
 def score(results: list[CallResult], labels: list[str], model: str | None,
-          prices: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-destination P/R/F1, the confusion matrix (with none and error), and costs.
+          prices: dict[str, tuple[float, ...]] | None = None, *, threshold_setting: str | None = None,
+          threshold: float | None = None) -> dict[str, Any]:
+    """Accuracy (with its 95% interval), macro-F1, per-destination P/R/F1, the confusion matrix (with none and
+    error), costs, and for a router that gives scores, calibration and a threshold sweep.
 
     `labels` are the catalogue ids; `none` is scored as a class of its own. Macro-F1 averages over the
     classes that occur in the expected labels or the predictions.
@@ -158,26 +215,25 @@ def score(results: list[CallResult], labels: list[str], model: str | None,
     for r in results:
         confusion.setdefault(r.expected, dict.fromkeys([*classes, ERROR], 0))
         confusion[r.expected][r.predicted] = confusion[r.expected].get(r.predicted, 0) + 1
-    per: dict[str, dict[str, float]] = {}
+    per: dict[str, dict[str, Any]] = {}
     for c in classes:
         tp = sum(1 for r in results if r.expected == c and r.predicted == c)
         fp = sum(1 for r in results if r.expected != c and r.predicted == c)
         fn = sum(1 for r in results if r.expected == c and r.predicted != c)
-        support = tp + fn
         p, rec, f = _prf(tp, fp, fn)
-        per[c] = {"precision": p, "recall": rec, "f1": f, "support": support, "predicted": tp + fp}
+        per[c] = {"precision": p, "recall": rec, "f1": f, "support": tp + fn, "predicted": tp + fp}
     present = [c for c in classes if per[c]["support"] or per[c]["predicted"]]
-    macro_f1 = sum(per[c]["f1"] for c in present) / len(present) if present else 0.0
+    macro_f1 = sum(per[c]["f1"] or 0.0 for c in present) / len(present) if present else 0.0
     latencies = [r.latency_ms for r in results]
-    prompt_tokens = sum(r.prompt_tokens for r in results)
-    completion_tokens = sum(r.completion_tokens for r in results)
-    price = (prices or PRICES).get(model or "")
-    cost = (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6 if price else None
-    outcomes = Counter(r.outcome for r in results)
+    tokens = {"prompt": sum(r.prompt_tokens for r in results), "completion": sum(r.completion_tokens for r in results),
+              "cached": sum(r.cached_tokens for r in results)}
     repeated = [r for r in results if r.runs]
+    low, high = stats.wilson_interval(correct, n)
     return {
         "calls": n,
+        "correct": correct,
         "accuracy": correct / n if n else 0.0,
+        "accuracy_ci": [low, high],
         "macro_f1": macro_f1,
         "per_destination": per,
         "confusion": confusion,
@@ -185,24 +241,61 @@ def score(results: list[CallResult], labels: list[str], model: str | None,
         "none_recall": per[NONE]["recall"],
         "errors": sum(1 for r in results if r.failure is not None),
         "timeouts": sum(1 for r in results if r.failure == "timeout"),
-        "outcomes": dict(outcomes),
+        "outcomes": dict(Counter(r.outcome for r in results)),
         "latency_ms": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95),
                        "max": max(latencies, default=0.0)},
-        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
-        "cost_usd": cost,
+        "tokens": tokens,
+        "cost_usd": cost(model, tokens["prompt"], tokens["completion"], tokens["cached"], prices),
         "cached_calls": sum(r.cached for r in results),
         "consistency": (sum(len(set(r.runs)) == 1 for r in repeated) / len(repeated)) if repeated else None,
         "by_tag": _by_tag(results),
+        "scores": _scores(results, threshold_setting, threshold),
     }
 
 
-def _by_tag(results: list[CallResult]) -> dict[str, dict[str, float]]:
+def scored_calls(results: list[CallResult]) -> list[stats.ScoredCall]:
+    return [stats.ScoredCall(r.candidate or r.predicted, r.score, r.expected) for r in results]
+
+
+def _scores(results: list[CallResult], setting: str | None, current: float | None) -> dict[str, Any] | None:
+    """Calibration (is a score of 0.8 right 80% of the time?) and the threshold sweep, for routers that give
+    scores. The candidate is judged: the router's best id before its threshold, `none` included."""
+    with_score = [r for r in results if r.score is not None and r.score == r.score]
+    if not with_score:
+        return None
+    calibration = stats.calibration([float(r.score) for r in with_score if r.score is not None],
+                                    [(r.candidate or r.predicted) == r.expected for r in with_score])
+    sweep = stats.threshold_sweep(scored_calls(results))
+    nones = [r for r in with_score if (r.candidate or r.predicted) == NONE]
+    return {"setting": setting, "current": current, "scored": len(with_score), "calibration": calibration,
+            "sweep": dataclasses.asdict(sweep),
+            "none_answers": {"count": len(nones), "correct": sum(r.expected == NONE for r in nones),
+                             "mean_score": sum(float(r.score or 0) for r in nones) / len(nones) if nones else None}}
+
+
+def _by_tag(results: list[CallResult]) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[CallResult]] = defaultdict(list)
     for r in results:
         for tag in r.tags:
             groups[tag].append(r)
-    return {t: {"calls": len(rs), "accuracy": sum(r.predicted == r.expected for r in rs) / len(rs)}
-            for t, rs in sorted(groups.items())}
+    out: dict[str, dict[str, Any]] = {}
+    for tag, rs in sorted(groups.items()):
+        right = sum(r.predicted == r.expected for r in rs)
+        out[tag] = {"calls": len(rs), "accuracy": right / len(rs), "accuracy_ci": list(stats.wilson_interval(right,
+                                                                                                         len(rs)))}
+    return out
+
+
+def compare(calls: list[dict[str, Any]], reference: list[dict[str, Any]], against: str) -> dict[str, Any]:
+    """Paired by call id: the calls this run fixed and broke against `reference`, and whether that is more
+    than chance (exact McNemar)."""
+    before = {c["id"]: c["predicted"] == c["expected"] for c in reference}
+    pairs = [(before[c["id"]], c["predicted"] == c["expected"]) for c in calls if c["id"] in before]
+    fixed = sum(1 for was, now in pairs if now and not was)
+    broken = sum(1 for was, now in pairs if was and not now)
+    p = stats.mcnemar_exact(fixed, broken)
+    return {"against": against, "paired_calls": len(pairs), "fixed": fixed, "broken": broken, "p_value": p,
+            "verdict": stats.verdict(fixed, broken, p)}
 
 
 def result_rows(results: list[CallResult]) -> list[dict[str, Any]]:

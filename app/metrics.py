@@ -37,6 +37,9 @@ class Metrics:
         self.errors = Counter("switchboard_model_errors", "Failed model attempts by kind", ["kind"], registry=r)
         self.hedges = Counter("switchboard_hedges", "Decisions won by a hedged request", registry=r)
         self.tokens = Counter("switchboard_tokens", "Model tokens, failed attempts included", ["kind"], registry=r)
+        self.scores = Histogram("switchboard_decision_score", "The router's confidence in its answer (the LLM's "
+                                "probability of the id, the offline router's margin)", ["router"],
+                                buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0), registry=r)
         # "livemax": the worst state among the live workers (each has its own breaker)
         self.breaker = Gauge("switchboard_breaker_state", "Circuit breaker: 0 closed or off, 1 half-open, 2 open",
                              registry=r, multiprocess_mode="livemax")
@@ -58,6 +61,8 @@ class Metrics:
         self.tokens.labels("prompt").inc(decision.prompt_tokens)
         self.tokens.labels("completion").inc(decision.completion_tokens)
         self.tokens.labels("cached_prompt").inc(decision.cached_tokens)
+        if decision.score is not None:
+            self.scores.labels(decision.router).observe(decision.score)
 
     def render(self) -> bytes:
         if _multiprocess():

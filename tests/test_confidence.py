@@ -62,12 +62,17 @@ def test_plain_text_answers():
     assert probability("billing", (0, 7), tokens(("bill", 0.5), ("ing", 0.5))) == pytest.approx(0.25)
 
 
-def test_confidence_reaches_the_decision_log(llm_service, fake, log_records):
+def test_confidence_reaches_the_decision_log_and_metrics(llm_service, fake, log_records):
     fake.script(answer("account_security", confidence=0.83))
-    llm_service().post(transfer_request(TURNS))
+    service = llm_service()
+    service.post(transfer_request(TURNS))
     log = decision_logs(log_records)[-1]
     assert log["score"] == pytest.approx(0.83, abs=1e-3) and log["outcome"] == "routed"
     assert fake.requests[-1]["logprobs"] is True and fake.requests[-1]["top_logprobs"] == 3
+    text = service.client.get("/metrics").text
+    assert 'switchboard_decision_score_bucket{le="0.8",router="llm"} 0.0' in text
+    assert 'switchboard_decision_score_bucket{le="0.9",router="llm"} 1.0' in text
+
 
 
 @pytest.mark.parametrize(("confidence", "outcome", "number"), [
@@ -83,7 +88,7 @@ def test_min_confidence(llm_service, fake, log_records, confidence, outcome, num
         assert body["destination"]["number"] == number
     else:
         assert body["destination"]["sipUri"] == FRONT_DESK and log["failure"] == "low_confidence"
-        assert log["chosen"] == "account_security" and log["answered"] == "front_desk"
+        assert log["candidate"] == "account_security" and log["chosen"] is None and log["answered"] == "front_desk"
 
 
 def test_low_confidence_without_a_fallback_is_an_error(llm_service, fake, catalogue_path):

@@ -1,4 +1,5 @@
-"""Evaluation: metrics against a hand-computed example, the cache, gates and their exit codes, reports."""
+"""Evaluation: metrics against a hand-computed example, intervals and paired comparisons, calibration and
+threshold fitting, the cache, gates and their exit codes, and clean errors for every common mistake."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from tests.vapi_payloads import transfer_request
 SAMPLE = str(ROOT / "datasets/sample.jsonl")
 
 
-def r(expected, predicted, ms=10.0, outcome="routed", failure=None):
-    return CallResult("x", expected, predicted, outcome, ms, 100, 5, failure=failure)
+def r(expected, predicted, ms=10.0, outcome="routed", failure=None, score=None):
+    return CallResult("x", expected, predicted, outcome, ms, 100, 5, failure=failure, score=score,
+                      candidate=predicted if score is not None else None)
 
 
 def test_metrics_match_a_hand_computed_example():
@@ -38,8 +40,28 @@ def test_metrics_match_a_hand_computed_example():
     assert m["confusion"]["a"]["b"] == 1 and m["confusion"]["none"]["a"] == 1 and m["confusion"]["b"]["error"] == 1
     assert (m["errors"], m["timeouts"]) == (1, 1)
     assert m["latency_ms"] == {"p50": 40.0, "p95": pytest.approx(67.0), "max": 70.0}
-    assert m["tokens"] == {"prompt": 700, "completion": 35}
+    assert m["tokens"] == {"prompt": 700, "completion": 35, "cached": 0}
     assert m["cost_usd"] == pytest.approx((700 * 0.40 + 35 * 1.60) / 1e6)
+    # Wilson interval for 4 of 7, by hand: centre (4 + 1.96^2/2) / (7 + 1.96^2) = 5.9208 / 10.8415 = 0.5461,
+    # half-width 1.96 * sqrt(4*3/7 + 1.96^2/4) / 10.8415 = 1.96 * sqrt(1.7143 + 0.9604) / 10.8415 = 0.2957
+    assert m["accuracy_ci"] == [pytest.approx(0.2504, abs=1e-3), pytest.approx(0.8418, abs=1e-3)]
+    assert m["scores"] is None  # no router score in these results
+
+
+def test_no_support_is_none_not_zero():
+    m = score([r("a", "a")], ["a", "b"], None)
+    assert m["per_destination"]["b"] == {"precision": None, "recall": None, "f1": None, "support": 0, "predicted": 0}
+    assert m["none_precision"] is None and m["none_recall"] is None
+
+
+def test_calibration_and_sweep_for_scored_results():
+    results = [r("a", "a", score=0.9), r("a", "a", score=0.85), r("b", "a", score=0.55), r("none", "b", score=0.2)]
+    s = score(results, ["a", "b"], None, threshold_setting="SWITCHBOARD_OFFLINE_THRESHOLD", threshold=0.4)["scores"]
+    assert s["setting"] == "SWITCHBOARD_OFFLINE_THRESHOLD" and s["scored"] == 4
+    # bins: 0.2 wrong, 0.55 wrong, 0.85 and 0.9 right: ECE = (0.2 + 0.55 + (1 - 0.85) + (1 - 0.9)) / 4 = 0.25
+    assert s["calibration"]["ece"] == pytest.approx(0.25)
+    row = next(row for row in s["sweep"]["rows"] if row["threshold"] == 0.6)
+    assert row["answered_count"] == 2 and row["accuracy_answered"] == 1.0 and row["accuracy"] == 0.75
 
 
 def test_percentile_interpolates():
@@ -60,7 +82,7 @@ def test_offline_eval_on_the_sample_dataset_writes_reports(tmp_path):
     assert acc in result.output
     assert acc in (tmp_path / "out/report.md").read_text()
     page = (tmp_path / "out/report.html").read_text()
-    assert acc in page and "<table class='confusion'>" in page and "rgba(" in page and "<script" not in page
+    assert acc in page and "<svg" in page and "<script" not in page
 
 
 def test_gates_and_exit_codes(tmp_path):
@@ -162,3 +184,122 @@ def test_directory_dataset(tmp_path):
     result = run(["eval", str(d), "-r", "offline", "-o", str(tmp_path / "o")])
     assert result.exit_code == 0
     assert json.loads((tmp_path / "o/results.json").read_text())["combinations"][0]["metrics"]["calls"] == 5
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def row(call_id, expected, text="I was charged twice"):
+    return {"id": call_id, "expected": expected, "payload": transfer_request([("user", text)])}
+
+
+def test_a_label_that_is_no_catalogue_id_stops_the_run(tmp_path):
+    """Reported: it was silently counted as wrong."""
+    data = write_rows(tmp_path / "d.jsonl", [row("a", "billing"), row("b", "biling")])
+    result = run(["eval", str(data), "-r", "offline"])
+    assert result.exit_code == 2
+    assert f"{data}:2: expected: 'biling' is not a destination id" in result.stderr
+    assert "billing, cancellations" in result.stderr and "Traceback" not in result.output
+
+
+def test_duplicate_ids_stop_the_run(tmp_path):
+    data = write_rows(tmp_path / "d.jsonl", [row("a", "billing"), row("b", "billing"), row("a", "none")])
+    result = run(["eval", str(data), "-r", "offline"])
+    assert result.exit_code == 2 and "call ids used twice: 'a'" in result.stderr and ":1 and " in result.stderr
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("not json", "not JSON"),
+    ('{"created": "x"}', "combinations: Field required"),
+    ('{"combinations": [{"name": "x", "metrics": {}}]}', "has no metrics.accuracy"),
+    ("[]", "Input should be a valid dictionary"),
+])
+def test_a_bad_baseline_is_exit_2_with_a_message(tmp_path, content, words):
+    """Reported: tracebacks and exit 1, which CI reads as a failed gate."""
+    baseline = tmp_path / "b.json"
+    baseline.write_text(content)
+    result = run(["eval", SAMPLE, "-r", "offline", "--baseline", str(baseline)])
+    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("nope", "not JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"gpt-4.1-mini": [0.4]}', "'gpt-4.1-mini': [0.4] is not 2 or 3 non-negative numbers"),
+    ('{"gpt-4.1-mini": ["a", "b"]}', "is not 2 or 3 non-negative numbers"),
+    ('{"gpt-4.1-mini": [-1, 2]}', "is not 2 or 3 non-negative numbers"),
+])
+def test_a_bad_prices_file_is_exit_2_with_a_message(tmp_path, content, words):
+    prices = tmp_path / "p.json"
+    prices.write_text(content)
+    result = run(["eval", SAMPLE, "-r", "offline", "--prices", str(prices)])
+    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("args", "env", "words"), [
+    (["-r", "offline", "-p", str(ROOT / "prompts/route.md")], {}, "only -r offline was asked for"),
+    (["-m", "gpt-4.1-nano"], {}, "no LLM runs by default here (neither OPENAI_API_KEY nor OPENAI_BASE_URL is set)"),
+    (["-r", "llm"], {}, "needs OPENAI_API_KEY"),
+    (["--target-precision", "0.9"], {}, "--target-precision goes with --fit-threshold"),
+])
+def test_options_that_cannot_apply_are_refused(args, env, words):
+    result = run(["eval", SAMPLE, *args], env)
+    assert result.exit_code == 2 and words in result.stderr, result.output
+
+
+def test_comparisons_are_paired_by_call(tmp_path):
+    out = tmp_path / "o"
+    assert run(["eval", SAMPLE, str(ROOT / "datasets/holdout.jsonl"), "-r", "offline", "-o", str(out)]).exit_code == 0
+    doc = json.loads((out / "results.json").read_text())
+    calls = doc["combinations"][0]["calls"]
+    # a baseline in which two calls this run gets wrong were right, and one it gets right was wrong
+    wrong = [c for c in calls if c["predicted"] != c["expected"]][:2]
+    right = next(c for c in calls if c["predicted"] == c["expected"])
+    for c in wrong:
+        c["predicted"] = c["expected"]
+    right["predicted"] = "error"
+    (out / "base.json").write_text(json.dumps(doc))
+    result = run(["eval", SAMPLE, str(ROOT / "datasets/holdout.jsonl"), "-r", "offline", "-o", str(tmp_path / "p"),
+                  "--baseline", str(out / "base.json")])
+    vs = json.loads((tmp_path / "p/results.json").read_text())["combinations"][0]["vs_baseline"]
+    # fixed 1, broke 2: exact McNemar two-sided p = min(1, 2 * (C(3,0) + C(3,1)) / 2^3) = 1
+    assert (vs["fixed"], vs["broken"], vs["p_value"]) == (1, 2, 1.0)
+    assert vs["verdict"] == "no significant change (p = 1)"
+    assert result.exit_code == 0  # accuracy moved within --tolerance
+
+
+def test_fit_threshold_recommends_a_setting(tmp_path):
+    out = tmp_path / "o"
+    result = run(["eval", SAMPLE, "-r", "offline", "--fit-threshold", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    fit = json.loads((out / "results.json").read_text())["combinations"][0]["fit"]
+    assert fit["recommendation"].startswith("SWITCHBOARD_OFFLINE_THRESHOLD=")
+    assert fit["recommendation"] in result.output
+    assert fit["warning"] and "50" in fit["warning"] or fit["warning"] is None
+    precise = run(["eval", SAMPLE, "-r", "offline", "--fit-threshold", "--target-precision", "0.99", "-o", str(out)])
+    fit = json.loads((out / "results.json").read_text())["combinations"][0]["fit"]
+    assert precise.exit_code == 0 and fit["accuracy_answered"] is None or fit["accuracy_answered"] >= 0.99
+
+
+def test_min_accuracy_on_the_lower_bound(tmp_path):
+    plain = run(["eval", SAMPLE, "-r", "offline", "--min-accuracy", "0.9"])
+    assert plain.exit_code == 0  # 95.5% (63 of 66)
+    strict = run(["eval", SAMPLE, "-r", "offline", "--min-accuracy", "0.9", "--lower-bound"])
+    assert strict.exit_code == 1 and "accuracy's 95% lower bound 0.87" in strict.stderr
+
+
+def test_handoff_rows_and_timestamps_are_replayed(tmp_path):
+    from tests.vapi_payloads import handoff_request
+
+    body = transfer_request([("user", "I was charged twice on my bill")])
+    body["message"]["timestamp"] = 1_795_712_400_000  # 26 Nov 2026 09:00 Los Angeles: Thanksgiving
+    rows = [{"id": "h", "expected": "billing", "payload": handoff_request([("user", "charged twice on my bill")], {})},
+            {"id": "t", "expected": "billing", "payload": body}]
+    data = write_rows(tmp_path / "d.jsonl", rows)
+    out = tmp_path / "o"
+    assert run(["eval", str(data), "-r", "offline", "-o", str(out)]).exit_code == 0
+    calls = {c["id"]: c for c in json.loads((out / "results.json").read_text())["combinations"][0]["calls"]}
+    assert calls["h"]["predicted"] == "billing" and calls["h"]["answered"] == "billing"
+    assert calls["t"]["predicted"] == "billing" and calls["t"]["answered"] == "front_desk"  # billing closed that day
