@@ -29,6 +29,7 @@ import openai  # noqa: E402
 
 from app.conversation import extract, render  # noqa: E402
 from app.engine import build_engine  # noqa: E402
+from app.llm_router import Endpoint, LLMRouter, ServerTraits  # noqa: E402
 from app.payload import parse_request  # noqa: E402
 from app.routing import load_routing  # noqa: E402
 from app.settings import Settings  # noqa: E402
@@ -142,18 +143,19 @@ def inside(service: ServiceProcess, n: int) -> dict[str, float]:
 
 
 def model_requests(payloads: list[bytes]) -> list[dict[str, Any]]:
-    """What the service sends the model for each body, so the direct path carries the same bytes."""
+    """What the service sends the model for each body (built by the LLM router's own code, log-probabilities
+    and all), so the direct path carries the same bytes and asks for the same work."""
     settings = Settings.from_env(env_file=None)
     routing = load_routing(settings)
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="bench")
+    router = LLMRouter(Endpoint(client, settings.model), routing.prompt, routing.compiled)
+    traits = ServerTraits()
     out = []
     for body in payloads:
         request = parse_request(json.loads(body)["message"])
         conv = extract(request, budget_chars=settings.conversation_chars)
         compiled = routing.compiled[routing.catalogue.ids]
-        out.append({"model": settings.model, "max_tokens": 20, "n": 1, "temperature": 0.0,
-                    "messages": compiled.messages(render(conv), conv.hint),
-                    "response_format": {"type": "json_schema", "json_schema": {
-                        "name": "transfer_choice", "strict": True, "schema": compiled.schema}}})
+        out.append(router._request(settings.model, compiled, compiled.messages(render(conv), conv.hint), traits))
     return out
 
 
