@@ -7,6 +7,7 @@ catalogue, prompt, dataset, baseline or prices file.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import time
@@ -226,7 +227,7 @@ def _with_cache(engine: Any, cache: Any, repeat_index: int) -> None:
         engine.decider.router = CachingRouter(engine.router, cache, repeat_index)
 
 
-class _progress:  # noqa: N801  (a context manager, named for how it reads)
+class _progress:
     """A rich progress bar (calls done, rate, time left) on a terminal; one line per combination otherwise."""
 
     def __init__(self, console: Any, name: str, total: int) -> None:
@@ -234,8 +235,14 @@ class _progress:  # noqa: N801  (a context manager, named for how it reads)
         self.started = time.monotonic()
 
     def __enter__(self) -> Callable[[int], None]:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         if not self.console.is_terminal:
             self.bar = None
@@ -290,6 +297,15 @@ def _fit(doc: dict[str, Any], target_precision: float | None) -> None:
             continue
         results = [CallResult(**{k: v for k, v in c.items() if k in CallResult.__slots__}) for c in combo["calls"]]
         fit = stats.fit_threshold(scored_calls(results), target_precision)
+        current = combo["metrics"]["scores"].get("current")
+        if target_precision is None and fit.threshold is not None and current is not None:
+            # A tie with the setting in use: keep it (ties otherwise go to the lowest threshold).
+            now = stats.threshold_sweep(scored_calls(results), [current]).rows
+            if now and fit.accuracy is not None and now[0].accuracy >= fit.accuracy - 1e-12:
+                fit = dataclasses.replace(fit, threshold=current, answered=now[0].answered,
+                                          accuracy_answered=now[0].accuracy_answered,
+                                          reason=f"the current setting ({current:g}) is already among the most "
+                                                 "accurate thresholds")
         setting = THRESHOLD_SETTINGS[combo["router"]]
         combo["fit"] = {**fit.__dict__, "setting": setting,
                         "recommendation": f"{setting}={fit.threshold:g}" if fit.threshold is not None else None}

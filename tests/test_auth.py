@@ -103,3 +103,14 @@ def test_hmac_rejects_stale_timestamps():
 def test_no_secret_logs_a_warning_at_start(service_factory, log_records):
     service_factory(router="offline")
     assert any(r.getMessage() == "no_secret" for r in log_records)
+
+
+@pytest.mark.parametrize("stamp", ["nan", "NaN", "inf", "-inf", "1e400", "9" * 40])
+def test_hmac_timestamps_that_are_no_moment_are_refused(stamp):
+    """Reported: a timestamp of `nan` compares false with everything, so it skipped the replay window."""
+    settings = Settings(hmac_secret="k", hmac_tolerance=60)
+    auth = Authenticator.from_settings(settings, clock=lambda: 1_800_000_000.0)
+    body = b'{"message": {"type": "status-update"}}'
+    headers = {"x-timestamp": stamp, "x-signature": sign(b"k", f"{stamp}.".encode() + body, "sha256", "hex")}
+    with pytest.raises(AuthError):
+        auth.precheck(headers) or auth.check(headers, body, "POST", "http://x/webhook")

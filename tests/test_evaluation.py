@@ -277,10 +277,10 @@ def test_fit_threshold_recommends_a_setting(tmp_path):
     fit = json.loads((out / "results.json").read_text())["combinations"][0]["fit"]
     assert fit["recommendation"].startswith("SWITCHBOARD_OFFLINE_THRESHOLD=")
     assert fit["recommendation"] in result.output
-    assert fit["warning"] and "50" in fit["warning"] or fit["warning"] is None
+    assert (fit["warning"] and "50" in fit["warning"]) or fit["warning"] is None
     precise = run(["eval", SAMPLE, "-r", "offline", "--fit-threshold", "--target-precision", "0.99", "-o", str(out)])
     fit = json.loads((out / "results.json").read_text())["combinations"][0]["fit"]
-    assert precise.exit_code == 0 and fit["accuracy_answered"] is None or fit["accuracy_answered"] >= 0.99
+    assert (precise.exit_code == 0 and fit["accuracy_answered"] is None) or fit["accuracy_answered"] >= 0.99
 
 
 def test_min_accuracy_on_the_lower_bound(tmp_path):

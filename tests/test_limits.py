@@ -189,3 +189,30 @@ def test_a_busy_port_says_which_and_how_to_choose_another():
         result = serve(["--port", str(port)])
     assert result.exit_code == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr and "--port" in result.stderr
+
+
+def test_connections_beyond_the_limit_get_503_and_a_log_line(tmp_path):
+    service = ServiceProcess({"SWITCHBOARD_ROUTER": "offline", "SWITCHBOARD_MAX_CONNECTIONS": "16",
+                              "SWITCHBOARD_RELOAD_INTERVAL": "0"}, tmp_path / "log")
+    held = []
+    try:
+        for _ in range(20):  # idle connections count against the limit
+            held.append(connect(service.url))
+        time.sleep(0.2)
+        response = httpx2.post(service.url + "/webhook", content=BODY, headers={"content-type": "application/json"})
+        assert response.status_code == 503
+        assert "Exceeded concurrency limit." in service.log_path.read_text()
+        for sock in held:
+            sock.close()
+        held.clear()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the limit frees as soon as they close
+            if httpx2.post(service.url + "/webhook", content=BODY).status_code == 200:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("still refused after the connections closed")
+    finally:
+        for sock in held:
+            sock.close()
+        service.stop()
