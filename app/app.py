@@ -166,6 +166,9 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
         return JSONResponse(body, status_code=200 if engine else 503)
 
     async def metrics(request: Request) -> Response:
+        breaker = state.runtime.breaker
+        if breaker is not None and breaker.enabled:  # open -> half_open happens with time, not on an event
+            state.metrics.breaker_changed(breaker.state)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -26,6 +26,10 @@ class AuthError(Exception):
     """The request is not authenticated; the message says what was missing (never the secret)."""
 
 
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)  # checked at start-up by Settings: never raises here
+
+
 @dataclass(frozen=True)
 class Authenticator:
     secret: bytes | None
@@ -40,7 +44,7 @@ class Authenticator:
         key = None
         if settings.hmac_secret:
             raw = settings.hmac_secret.get_secret_value()
-            key = base64.b64decode(raw) if settings.hmac_secret_is_base64 else raw.encode()
+            key = _b64(raw) if settings.hmac_secret_is_base64 else raw.encode()
         return cls(secret, settings.secret_header.lower() if settings.secret_header else None, key, settings, clock)
 
     @property

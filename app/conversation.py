@@ -26,7 +26,7 @@ OPENING_CALLER_TURNS = 2  # why they called is usually said first
 MAX_SCAN = 2000  # messages looked at from each end; turns that add no text (tool calls) still cost a look
 MAX_ARGUMENT_CHARS = 4000  # a tool call's arguments longer than this are not read: no hint is that long
 HINT_CHARS = 500
-MARKER_CHARS = 48  # room kept for the "[... N earlier messages omitted ...]" line
+MARKER_CHARS = 48  # room kept for the "[... N messages omitted ...]" line
 
 
 class NoConversation(Exception):
@@ -121,13 +121,16 @@ def _window(view: _View, budget: int) -> tuple[tuple[Turn, ...], int, int] | Non
     if reached:
         return (tuple(tail), 0, 0) if any(t.speaker == "caller" for t in tail) else None
     head: list[tuple[int, Turn]] = []
+    head_cost = MARKER_CHARS
     for i in range(min(view.size, MAX_SCAN)):
         turn = view.turn(i)
         if turn is not None and turn.speaker == "caller":
+            if head_cost + len(turn.line) + 1 > budget // 2:  # the opening never crowds out the latest words
+                break
             head.append((i, turn))
+            head_cost += len(turn.line) + 1
             if len(head) == OPENING_CALLER_TURNS:
                 break
-    head_cost = sum(len(t.line) + 1 for _, t in head) + MARKER_CHARS
     stop = head[-1][0] if head else -1
     tail, _ = _scan_back(view, view.size - 1, stop, budget - head_cost)
     turns = tuple(t for _, t in head) + tuple(tail)
@@ -308,5 +311,5 @@ def render(conversation: Conversation) -> str:
     """Lines of `Speaker: text`, with a marker where messages were left out."""
     lines = [t.line for t in conversation.turns]
     if conversation.omitted:
-        lines.insert(conversation.head, f"[... {conversation.omitted} earlier messages omitted ...]")
+        lines.insert(conversation.head, f"[... {conversation.omitted} messages omitted ...]")
     return "\n".join(lines)

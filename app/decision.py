@@ -210,15 +210,20 @@ class Decider:
                                                                      retry=run.retry, hedge=True)))
             failures: list[BaseException] = []
             while True:
-                for task in done:
+                winner: Choice | None = None
+                for task in done:  # read every finished task: an unread exception is logged as a leak
                     failed = task.exception()
-                    if failed is None:
-                        choice = task.result()
-                        for other in failures:  # a failed twin's tokens were spent too
-                            run.decision.spend(other.usage if isinstance(other, ModelError) else Usage())
-                        run.decision.spend(choice.usage)
-                        return choice
-                    failures.append(failed)
+                    if failed is not None:
+                        failures.append(failed)
+                    elif winner is None:
+                        winner = task.result()
+                    else:  # both answered at once: the other's tokens were spent too
+                        run.decision.spend(task.result().usage)
+                if winner is not None:
+                    for other in failures:  # a failed twin's tokens were spent too
+                        run.decision.spend(other.usage if isinstance(other, ModelError) else Usage())
+                    run.decision.spend(winner.usage)
+                    return winner
                 if not pending:
                     for other in failures[1:]:  # the first is raised, and spent where it is caught
                         run.decision.spend(other.usage if isinstance(other, ModelError) else Usage())

@@ -53,7 +53,7 @@ class CachingRouter:
     def model(self) -> str:
         return self.inner.model
 
-    def key(self, query: Query, retry: Retry | None = None) -> str:
+    def key(self, query: Query, retry: Retry | None = None, hedge: bool = False) -> str:
         header = self.inner.prompt.header
         parts = {
             "model": self.inner.primary.model, "base_url": str(self.inner.primary.client.base_url),
@@ -61,12 +61,15 @@ class CachingRouter:
             "max_tokens": header.max_tokens, "allowed": query.allowed, "conversation": query.text,
             "hint": query.conversation.hint, "repeat": self.repeat_index, "unreachable": query.unreachable,
             "retry": [retry.answer, retry.problem] if retry else None,
+            # a hedge goes to the fallback model or server: its answer is not the primary's
+            "hedge": [self.inner.secondary.model, str(self.inner.secondary.client.base_url)]
+            if hedge and self.inner.secondary is not None else hedge,
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     async def choose(self, query: Query, timeout: float, *, retry: Retry | None = None,
                      hedge: bool = False) -> Choice:
-        key = self.key(query, retry)
+        key = self.key(query, retry, hedge)
         cached = self.cache.get(key)
         if cached is not None:
             return cached

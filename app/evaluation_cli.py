@@ -197,7 +197,8 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
                     if cache is not None:
                         for i, engine in enumerate(engines):
                             _with_cache(engine, cache, i)
-                    name = "offline" if router == "offline" else f"{model} / {routing.prompt.name}"
+                    name = _unique("offline" if router == "offline" else f"{model} / {routing.prompt.name}",
+                                   routing.prompt.hash, {c["name"] for c in combos})
                     started = time.monotonic()
                     with _progress(console, name, total) as tick:
                         results = await evaluate(engines, datasets, concurrency=concurrency, progress=tick)
@@ -217,6 +218,18 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "datasets": [str(d) for d in datasets], "combinations": combos,
             "best": combos[report.best_index(combos)]["name"]}
+
+
+def _unique(name: str, prompt_hash: str, taken: set[str]) -> str:
+    """Combinations are compared by name: two prompt files with the same `name` header (an edited copy) get
+    their content hash added, and anything still repeated a number."""
+    if name not in taken:
+        return name
+    candidate = f"{name} ({prompt_hash[:6]})"
+    n = 2
+    while candidate in taken:
+        candidate, n = f"{name} #{n}", n + 1
+    return candidate
 
 
 def _with_cache(engine: Any, cache: Any, repeat_index: int) -> None:

@@ -37,6 +37,8 @@ _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _REFUSED_FORMAT = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
 _REFUSED_LOGPROBS = re.compile(r"logprobs", re.IGNORECASE)
 _REFUSED_LENGTH = re.compile(r"maxLength|minLength", re.IGNORECASE)
+_REFUSAL_WORDS = re.compile(r"must be|should be|not supported|unsupported|invalid|unknown|not allowed|expected",
+                            re.IGNORECASE)
 
 
 class _Loose(BaseModel):
@@ -112,7 +114,8 @@ class Endpoint:
 
     @property
     def key(self) -> str:
-        return str(self.client.base_url)
+        """What traits are learned for: a server and a model (a fallback model on the same server may differ)."""
+        return f"{self.client.base_url} ({self.model})"
 
 
 @dataclass
@@ -163,18 +166,19 @@ class LLMRouter:
     async def _once(self, endpoint: Endpoint, compiled: CompiledPrompt, messages: list[dict[str, str]],
                     timeout: float) -> Choice:
         traits = self._traits(endpoint)
-        while True:
-            mode = traits.mode
+        for _ in range(len(MODES) + 3):  # each pass asks for less: the loop ends
+            sent = dataclasses.replace(traits)  # what this request asks for, whatever others learn meanwhile
+            mode = sent.mode
             try:
                 # The client's documented raw-request path: same HTTP stack, auth, timeouts and error mapping as
                 # chat.completions.create, without its generic request transform and response model, which
                 # cost about half of the client's CPU per call. The answer is validated by our own model below.
                 raw = await endpoint.client.post(
-                    "/chat/completions", body=self._request(endpoint.model, compiled, messages, traits),
+                    "/chat/completions", body=self._request(endpoint.model, compiled, messages, sent),
                     cast_to=httpx2.Response, options={"timeout": max(timeout, 0.001)})
                 response = Completion.model_validate_json(raw.content)
             except openai.APIStatusError as exc:
-                if self._learn(endpoint, traits, exc):
+                if self._learn(endpoint, traits, sent, exc):
                     continue  # the server refused something optional: ask again without it, at once
                 raise _classify(exc) from None
             except openai.APIError as exc:
@@ -182,24 +186,33 @@ class LLMRouter:
             except (ValidationError, ValueError, TypeError) as exc:
                 raise ModelError("bad_response", f"unreadable response: {_short(exc)}", retryable=True) from None
             return self._parse(response, compiled, mode, endpoint, traits)
+        raise ModelError("bad_request", "the server refused every form of the request", retryable=False)
 
-    def _learn(self, endpoint: Endpoint, traits: ServerTraits, exc: openai.APIStatusError) -> bool:
-        """Step down from what an HTTP error says the server does not do. True: ask again."""
+    def _learn(self, endpoint: Endpoint, traits: ServerTraits, sent: ServerTraits,
+               exc: openai.APIStatusError) -> bool:
+        """Step down from what an HTTP error says the server does not do, judged against what this request
+        sent (several refusals of one burst step down once, not once each). True: ask again."""
         message = str(exc)
         if exc.status_code < 400 or exc.status_code == 429:
             return False
-        if traits.ask_logprobs and _REFUSED_LOGPROBS.search(message):  # o4-mini says so with a 403
-            self._note(endpoint, traits, "logprobs", "refused")
+        if sent.ask_logprobs and _REFUSED_LOGPROBS.search(message):  # o4-mini says so with a 403
+            if traits.ask_logprobs:
+                self._note(endpoint, traits, "logprobs", "refused")
             return True
         if exc.status_code in (401, 403, 404):
             return False
-        if traits.length_keywords and _REFUSED_LENGTH.search(message) and traits.mode != "text":
-            self._note(endpoint, traits, "length_keywords", False)
+        if sent.length_keywords and _REFUSED_LENGTH.search(message) and sent.mode != "text":
+            if traits.length_keywords:
+                self._note(endpoint, traits, "length_keywords", False)
             return True
         can_step = self.output_mode == "auto" or (self.output_mode == "json_object" and
-                                                  traits.mode == "json_object_schema")
-        if can_step and traits.mode != "text" and _REFUSED_FORMAT.search(message):
-            self._note(endpoint, traits, "mode", MODES[MODES.index(traits.mode) + 1])
+                                                  sent.mode == "json_object_schema")
+        # A 5xx counts only when it reads as a refusal (llama-cpp-python's "must be text or json_object"),
+        # not a passing error that happens to quote the request.
+        refusal = exc.status_code < 500 or _REFUSAL_WORDS.search(message)
+        if can_step and sent.mode != "text" and refusal and _REFUSED_FORMAT.search(message):
+            if traits.mode == sent.mode:
+                self._note(endpoint, traits, "mode", MODES[MODES.index(sent.mode) + 1])
             return True
         return False
 

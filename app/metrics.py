@@ -35,7 +35,7 @@ class Metrics:
                                        buckets=BUCKETS, registry=r)
         self.attempts = Counter("switchboard_model_attempts", "Model attempts", registry=r)
         self.errors = Counter("switchboard_model_errors", "Failed model attempts by kind", ["kind"], registry=r)
-        self.hedges = Counter("switchboard_hedges", "Decisions won by a hedged request", registry=r)
+        self.hedges = Counter("switchboard_hedges", "Hedged requests sent", registry=r)
         self.tokens = Counter("switchboard_tokens", "Model tokens, failed attempts included", ["kind"], registry=r)
         self.scores = Histogram("switchboard_decision_score", "The router's confidence in its answer (the LLM's "
                                 "probability of the id, the offline router's margin)", ["router"],

@@ -13,6 +13,7 @@ same lock `switchboard label` takes to rewrite it, so labelling while recording 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -178,7 +179,8 @@ def keep(message: dict[str, Any], catalogue: Catalogue | None = None, redact: bo
             "transfers": _transfers(artifact.get("transfers"), _catalogue_targets(catalogue), redact),
         }
         out["artifact"] = {k: v for k, v in views.items() if v is not None}
-    for holder, fields in (("assistant", ("id", "name")), ("call", ("id", "assistantId"))):
+    for holder, fields in (("assistant", ("id", "name")), ("call", ("id", "assistantId")),
+                           ("chat", ("id", "assistantId"))):
         kept = _pick(message.get(holder), fields)
         if kept:
             out[holder] = {k: v for k, v in kept.items() if isinstance(v, str)}
@@ -204,11 +206,12 @@ class Recorder:
         self.redact = redact_payloads
 
     def record(self, message: dict[str, Any], decision: Decision, catalogue: Catalogue | None = None) -> None:
-        call = message.get("call")
-        call_id = call.get("id") if isinstance(call, dict) and isinstance(call.get("id"), str) else "rec"
+        holder = message.get("call") if isinstance(message.get("call"), dict) else message.get("chat")
+        call_id = holder.get("id") if isinstance(holder, dict) and isinstance(holder.get("id"), str) else "rec"
         stamp = message.get("timestamp")
         # One call can ask more than once (after a failed transfer): the id stays unique per request.
-        suffix = str(int(stamp)) if isinstance(stamp, int | float) and stamp == stamp else str(time.time_ns())
+        finite = isinstance(stamp, int | float) and not isinstance(stamp, bool) and math.isfinite(stamp)
+        suffix = str(int(stamp)) if finite and isinstance(stamp, int | float) else str(time.time_ns())
         line = {
             "id": f"{call_id}-{suffix}",
             "expected": None,

@@ -8,6 +8,8 @@ generated from this module (scripts/settings_table.py) and the tests keep the tw
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import os
 from pathlib import Path
@@ -58,7 +60,8 @@ class Settings(BaseSettings):
         "auto", description="`auto`: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else offline.")
 
     # Time and failure
-    timeout: float = Field(5.0, gt=0, le=60, description="Seconds for the whole answer, retries included.")
+    timeout: float = Field(5.0, ge=0.3, le=60, description="Seconds for the whole answer, retries included (at "
+                           "least 0.3: 0.15 s is kept back for the answer itself).")
     max_attempts: int = Field(3, ge=1, le=10, description="Model attempts per decision, while the budget allows.")
     on_llm_failure: Literal["error", "fallback", "offline"] = Field(
         "error", description="When the LLM fails or runs out of time. `error`: the catalogue's `fallback` if it "
@@ -162,6 +165,12 @@ class Settings(BaseSettings):
                              f"{self.timeout:g}, so no hedge could ever be sent; lower it, or 0 to turn hedging off")
         if self.fallback_model and self.router == "offline":
             raise ValueError("SWITCHBOARD_FALLBACK_MODEL is set but SWITCHBOARD_ROUTER=offline never calls a model")
+        if self.hmac_secret and self.hmac_secret_is_base64:
+            try:
+                base64.b64decode(self.hmac_secret.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("SWITCHBOARD_HMAC_SECRET is not valid base64, but SWITCHBOARD_HMAC_SECRET_IS_BASE64 "
+                                 "is true; paste the secret exactly as Vapi shows it, or set it to false") from None
         if self.secret_header and not self.secret:
             raise ValueError("SWITCHBOARD_SECRET_HEADER names a header for a secret, but SWITCHBOARD_SECRET is unset")
         return self

@@ -134,6 +134,7 @@ class FakeOpenAI:
         self.pad = 0  # whitespace characters before the JSON, one token each, within max_tokens
         self.cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens
         self.logprobs_supported = True  # False: HTTP 400 naming logprobs, as OpenAI's reasoning models do
+        self.logprobs_refused_by: set[str] = set()  # models that refuse them while others on the server don't
         self.logprobs_returned = True  # False: the parameter is accepted and nothing comes back
         self.length_keywords_supported = True  # False: HTTP 400 on maxLength in the schema
         self.requests: list[dict[str, Any]] = []
@@ -174,7 +175,7 @@ class FakeOpenAI:
             return JSONResponse({"error": {"message": self.json_schema_refusal_message,
                                            "type": "invalid_request_error"}},
                                 status_code=self.json_schema_refusal_status)
-        if not self.logprobs_supported and body.get("logprobs"):
+        if body.get("logprobs") and (not self.logprobs_supported or body.get("model") in self.logprobs_refused_by):
             return JSONResponse({"error": {"message": "Unsupported parameter: 'logprobs' is not supported with this "
                                            "model.", "type": "invalid_request_error", "param": "logprobs",
                                            "code": "unsupported_parameter"}}, status_code=400)

@@ -174,3 +174,13 @@ def test_route_and_check_examples_run(command, monkeypatch):
         result = CliRunner().invoke(cli, words[1:], env=env)
         expected = 2 if env.get("SWITCHBOARD_ROUTER") == "llm" else 0  # the example that shows a refusal
         assert result.exit_code == expected, (line, result.output)
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"SWITCHBOARD_TIMEOUT": "0.1"}, "SWITCHBOARD_TIMEOUT='0.1': Input should be greater than or equal to 0.3"),
+    ({"SWITCHBOARD_HMAC_SECRET": "not base64!", "SWITCHBOARD_HMAC_SECRET_IS_BASE64": "true"},
+     "SWITCHBOARD_HMAC_SECRET is not valid base64"),
+])
+def test_settings_that_cannot_work_are_refused(env, words):
+    result = run(["check"], env=env)
+    assert result.exit_code == 2 and words in result.stderr, result.output

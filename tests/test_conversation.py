@@ -53,7 +53,7 @@ def test_long_call_keeps_opening_caller_turns_and_the_end():
     assert len(text) <= 3000
     assert text.startswith("Caller: I need help with a refund")
     assert text.endswith("Caller: So can you put me through to billing please?")
-    assert "earlier messages omitted ...]" in text
+    assert "messages omitted ...]" in text
 
 
 def test_work_is_bounded_by_the_window_not_the_body(monkeypatch):
@@ -88,3 +88,14 @@ def test_messages_outside_the_window_are_not_validated():
     body["message"]["artifact"]["messages"][-3]["message"] = 12
     with pytest.raises(PayloadError, match=r"message\.artifact\.messages\.399\.message"):
         extract(parse_request(body["message"]), budget_chars=3000)
+
+
+def test_a_small_budget_keeps_the_latest_caller_words():
+    """The opening caller turns take at most half the budget: the latest request is never crowded out."""
+    turns = [("user", "Hello, I have a long story about my account. " * 6), ("bot", "Go on."),
+             ("user", "And another long part of the story, with many details. " * 5)]
+    turns += [("bot", f"filler {i} " * 10) for i in range(30)]
+    turns += [("user", "So please put me through to billing.")]
+    conv = extract(parse_request(transfer_request(turns)["message"]), budget_chars=500)
+    text = render(conv)
+    assert text.endswith("Caller: So please put me through to billing.") and len(text) <= 500

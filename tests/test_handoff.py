@@ -162,3 +162,22 @@ def test_the_fallback_is_not_answered_when_it_just_failed(llm_service, fake):
     failed = [earlier_transfer({"type": "sip", "sipUri": "sip:frontdesk@pbx.brightline.example"}, "no-answer")]
     body = llm_service(timeout=1).post(transfer_request(BILLING, transfers=failed)).json()
     assert body == {"error": "routing timed out"}
+
+
+def test_extensions_tell_destinations_on_one_number_apart(service_factory, catalogue_path, log_records):
+    data = json.loads(catalogue_path.read_text())
+    sales = next(d for d in data["destinations"] if d["id"] == "sales")
+    sales["destination"].update({"number": "+14155550142", "extension": "310"})  # billing's number, another ext
+    catalogue_path.write_text(json.dumps(data))
+    service = service_factory(router="offline")
+    failed = [earlier_transfer({"type": "number", "number": "+14155550142", "extension": "204"}, "no-answer")]
+    service.post(transfer_request(BILLING, transfers=failed))
+    assert decision_logs(log_records)[-1]["unreachable"] == ["billing (no-answer)"]  # not sales on ext 310
+
+
+def test_a_later_transfer_that_went_through_clears_a_failure(service_factory, log_records):
+    number = {"type": "number", "number": "+14155550142", "extension": "204"}
+    transfers = [earlier_transfer(number, "busy"), earlier_transfer(number, "completed")]
+    service_factory(router="offline").post(transfer_request(BILLING, transfers=transfers))
+    log = decision_logs(log_records)[-1]
+    assert log["unreachable"] is None and log["answered"] == "billing"

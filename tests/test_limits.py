@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx2
@@ -146,9 +147,15 @@ def test_two_workers_report_every_request(tmp_path):
     service = ServiceProcess({"SWITCHBOARD_ROUTER": "offline", "SWITCHBOARD_RELOAD_INTERVAL": "0"},
                              tmp_path / "log", workers=2)
     try:
+        deadline = time.monotonic() + 15  # both workers up before any request, so that both take some
+        while (tmp_path / "log").read_text().count('"event": "started"') < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "log").read_text().count('"event": "started"') == 2
         sent = 40
-        for _ in range(sent):
-            assert httpx2.post(service.url + "/webhook", content=BODY).status_code == 200
+        with ThreadPoolExecutor(8) as pool:  # new connections, at once: the workers share them out
+            codes = list(pool.map(lambda _: httpx2.post(service.url + "/webhook", content=BODY).status_code,
+                                  range(sent)))
+        assert codes == [200] * sent
         pattern = r'switchboard_requests_total\{status="200",type="transfer-destination-request"\} (\d+)'
         seen = set()
         for _ in range(6):  # new connections: the scrapes land on both workers
@@ -157,7 +164,6 @@ def test_two_workers_report_every_request(tmp_path):
             assert match, "no request counter"
             seen.add(float(match.group(1)))
         assert seen == {float(sent)}
-        assert (tmp_path / "log").read_text().count('"event": "started"') == 2
     finally:
         service.stop()
 

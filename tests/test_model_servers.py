@@ -5,8 +5,8 @@ the model's own latency."""
 
 from __future__ import annotations
 
-import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from app.hedging import Hedging
 from tests.conftest import decision_logs
@@ -164,4 +164,31 @@ def test_healthz_shows_what_was_learned(llm_service, fake):
     after = service.client.get("/healthz").json()
     assert after["output_mode"] == "json_object_schema"
     assert re.match(r"unavailable: the server refused log-probabilities", after["confidence"])
-    assert json.dumps(after)
+
+
+def test_a_burst_of_refusals_steps_down_once(llm_service, fake):
+    """Ten requests in flight when the server refuses json_schema: one step down (to json_object with the
+    schema), not ten (which went all the way to plain text, for the life of the process)."""
+    fake.json_schema_supported = False
+    fake.logprobs_supported = False
+    fake.default = answer("account_security", latency=0.3)
+    service = llm_service(timeout=5)
+    body = transfer_request(TURNS)
+    with ThreadPoolExecutor(10) as pool:
+        numbers = list(pool.map(lambda _: service.post(body).json()["destination"].get("number"), range(10)))
+    assert numbers == [SECURITY] * 10  # no call failed on a refusal another request had already learned
+    assert service.client.get("/healthz").json()["output_mode"] == "json_object_schema"
+    assert {f for f in formats(fake)} == {"json_schema", "json_object+schema"}
+
+
+def test_what_one_model_refuses_is_learned_for_that_model_only(llm_service, fake, log_records):
+    """A fallback model on the same server that refuses log-probabilities must not switch them off for the
+    primary (every score would be lost, and SWITCHBOARD_MIN_CONFIDENCE with them)."""
+    fake.logprobs_refused_by = {"small-backup"}
+    fake.script(answer("billing", latency=5), answer("account_security"))
+    service = llm_service(timeout=3, hedge_delay=0.2, fallback_model="small-backup")
+    service.post(transfer_request(TURNS))
+    fake.script(answer("account_security", confidence=0.9))
+    service.post(transfer_request(TURNS))
+    assert fake.requests[-1]["model"] == "gpt-4.1-mini" and fake.requests[-1]["logprobs"] is True
+    assert decision_logs(log_records)[-1]["score"] is not None

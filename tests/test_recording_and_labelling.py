@@ -50,7 +50,8 @@ def test_recording_keeps_only_the_allow_list():
                    "CA-provider-secret", "Chat Customer", "Pat Metadata", "Pat Variables", "Pat Transfer-Transcript",
                    "+14155557777"):
         assert secret not in text, secret
-    assert set(kept) == {"type", "timestamp", "artifact", "assistant", "call"}
+    assert set(kept) == {"type", "timestamp", "artifact", "assistant", "call", "chat"}
+    assert kept["chat"] == {"id": "chat-1"}
     assert kept["assistant"] == {"id": "asst-1", "name": "Front Line"}
     assert kept["call"] == {"id": "call-0001"}
     assert set(kept["artifact"]) == {"messages", "messagesOpenAIFormatted", "transcript", "transfers"}
@@ -252,3 +253,17 @@ def test_label_names_the_file_and_line_of_a_broken_row(tmp_path):
     result = CliRunner().invoke(cli, ["label", str(path)], env={"SWITCHBOARD_DESTINATIONS":
                                                                  str(ROOT / "destinations.json")})
     assert result.exit_code == 2 and f"{path}:3: not JSON" in result.stderr
+
+
+def test_a_timestamp_that_is_no_number_still_records(tmp_path):
+    recorder = Recorder(tmp_path)
+    message = transfer_request(TURNS, call_id="call-inf")["message"]
+    message["timestamp"] = float("inf")
+    recorder.record(message, decision(), CATALOGUE)
+    chat = transfer_request(TURNS)["message"]
+    del chat["call"]
+    chat["chat"] = {"id": "chat-7", "assistantId": "asst-9", "customer": {"name": "Pat"}}
+    recorder.record(chat, decision(), CATALOGUE)
+    rows = [json.loads(line) for line in recorder.path.read_text().splitlines()]
+    assert rows[0]["id"].startswith("call-inf-") and rows[1]["id"].startswith("chat-7-")
+    assert rows[1]["payload"]["message"]["chat"] == {"id": "chat-7", "assistantId": "asst-9"}
