@@ -139,7 +139,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
             if settings.log_conversations:
                 fields["conversation"] = query.text
             event(logger, "decision", **fields)
-            state.metrics.observe(decision, frozenset(engine.catalogue.ids))
+            state.metrics.observe(decision)
             task = BackgroundTask(recorder.record, message, decision, engine.catalogue) if recorder else None
             return _reply(state, kind, 200, decision.body, task)
         except AuthError as exc:

@@ -53,9 +53,6 @@ class Conversation:
     omitted: int = 0
     head: int = 0
 
-    def caller_text(self) -> str:
-        return " ".join(t.text for t in self.turns if t.speaker == "caller")
-
 
 class _Typed:
     """A raw list of messages, each validated on first use and only once (the window and the hint share it)."""

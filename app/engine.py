@@ -102,7 +102,8 @@ class Engine:
         kind = HANDOFF if request.is_handoff else TRANSFER
         subset = self.catalogue.allowed_for(*request.assistant_keys, kind=kind)
         gone = unreachable(request, self.catalogue, subset, kind)
-        allowed = tuple(i for i in subset if i not in dict(gone)) if gone else subset
+        left_out = {entry_id for entry_id, _ in gone}
+        allowed = tuple(i for i in subset if i not in left_out) if gone else subset
         return Query(conversation, render(conversation), allowed, kind, gone, subset,
                      self.at or moment(request.timestamp))
 

@@ -19,7 +19,6 @@ class Hedging:
         self._p95 = 0.0
         self._since = 0
         self._budget = 1.0  # a token bucket: every attempt adds `max_share`, a hedge spends one
-        self.sent = 0
 
     @property
     def enabled(self) -> bool:
@@ -37,7 +36,6 @@ class Hedging:
         if self._budget < 1.0:
             return False
         self._budget -= 1.0
-        self.sent += 1
         return True
 
     def observe(self, seconds: float) -> None:

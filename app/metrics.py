@@ -47,9 +47,9 @@ class Metrics:
     def breaker_changed(self, state: str) -> None:
         self.breaker.set(BREAKER_STATES[state])
 
-    def observe(self, decision: Decision, destinations: frozenset[str]) -> None:
-        answered = decision.answered if decision.answered in destinations else "none"
-        self.decisions.labels(decision.kind, answered, decision.outcome).inc()
+    def observe(self, decision: Decision) -> None:
+        # `answered` is only ever set from catalogue ids, so the label set stays the catalogue's
+        self.decisions.labels(decision.kind, decision.answered or "none", decision.outcome).inc()
         self.decision_seconds.observe(decision.total_ms / 1000)
         self.model_seconds.observe(decision.llm_ms / 1000)
         self.attempts.inc(decision.attempts)

@@ -7,6 +7,7 @@ Everything before {{conversation}} is static for a catalogue, so it is rendered 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -76,15 +77,7 @@ class CompiledPrompt:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
     def max_tokens(self, text: bool) -> int:
-        """Enough for the longest allowed answer at one token per byte (no tokenizer does worse), plus room
-        for padding: a small model under a grammar may add whitespace, and a cut-off answer is a lost one."""
-        longest = max((*self.allowed, NONE), key=len)
-        if text:
-            return len(longest) + PADDING_TOKENS
-        answer: dict[str, str] = {"destination": longest}
-        if self.reason:
-            answer = {"reason": "é" * REASON_MAX_CHARS, **answer}  # two bytes a character: Latin text at worst
-        return len(json.dumps(answer, ensure_ascii=False).encode()) + PADDING_TOKENS
+        return _max_tokens(self.allowed, self.reason, text)
 
     def for_allowed(self, allowed: tuple[str, ...]) -> CompiledPrompt:
         """The same prompt with a smaller enum (destinations left out for this call)."""
@@ -92,6 +85,20 @@ class CompiledPrompt:
             return self
         return CompiledPrompt(self.system, self.dynamic_template, output_schema(allowed, self.reason), allowed,
                               ", ".join((*allowed, NONE)), self.reason)
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: reloads bring new catalogues
+def _max_tokens(allowed: tuple[str, ...], reason: bool, text: bool) -> int:
+    """Enough for the longest allowed answer at one token per byte (no tokenizer does worse), plus room for
+    padding: a small model under a grammar may add whitespace, and a cut-off answer is a lost one. Cached:
+    the same few allowed sets come back on every request."""
+    longest = max((*allowed, NONE), key=len)
+    if text:
+        return len(longest) + PADDING_TOKENS
+    answer: dict[str, str] = {"destination": longest}
+    if reason:
+        answer = {"reason": "é" * REASON_MAX_CHARS, **answer}  # two bytes a character: Latin text at worst
+    return len(json.dumps(answer, ensure_ascii=False).encode()) + PADDING_TOKENS
 
 
 def _fill(template: str, values: dict[str, str]) -> str:

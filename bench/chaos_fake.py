@@ -28,7 +28,14 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from tests.fake_openai import HANG, Behaviour, FakeOpenAI, answer, status  # noqa: E402
+from tests.fake_openai import (  # noqa: E402
+    HANG,
+    Behaviour,
+    FakeOpenAI,
+    answer,
+    serve_until_stdin_closes,
+    status,
+)
 
 MODES = ("ok", "hang", "500")
 
@@ -80,14 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # hang storms leave many sockets open here
-    fake = ControlledFake()
-    fake.server.port = args.port
-    fake.start()
-    print(fake.server.port, flush=True)  # the parent reads the port from the first line
-    try:
-        sys.stdin.read()  # runs until the parent closes our stdin
-    finally:
-        fake.stop()
+    serve_until_stdin_closes(ControlledFake(), args.port)
 
 
 if __name__ == "__main__":

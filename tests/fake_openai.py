@@ -287,7 +287,6 @@ class ServerThread:
 def main() -> None:
     """Run the fake on its own, for the benchmark: python -m tests.fake_openai --port 0 --latency 0.3"""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, default=0)
@@ -295,11 +294,18 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeOpenAI(default=answer(latency=args.latency))
     fake.keep_history = False
-    fake.server.port = args.port
+    serve_until_stdin_closes(fake, args.port)
+
+
+def serve_until_stdin_closes(fake: FakeOpenAI, port: int = 0) -> None:
+    """Run a fake as a child process: print its port on the first line, stop when the parent closes stdin."""
+    import sys
+
+    fake.server.port = port
     fake.start()
-    print(fake.server.port, flush=True)  # the parent reads the port from the first line
+    print(fake.server.port, flush=True)
     try:
-        sys.stdin.read()  # runs until the parent closes our stdin
+        sys.stdin.read()
     finally:
         fake.stop()
 
