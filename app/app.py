@@ -255,6 +255,7 @@ def _decision_fields(decision: Decision, request: DestinationRequest, engine: En
         "model": decision.model, "score": decision.score, "prompt": engine.routing.prompt.name,
         "prompt_hash": engine.routing.prompt.hash, "prompt_tokens": decision.prompt_tokens,
         "completion_tokens": decision.completion_tokens, "cached_tokens": decision.cached_tokens,
+        "unscored": decision.unscored,
     }
 
 

@@ -51,6 +51,7 @@ class Decision:
     cached: bool = False  # the answer came from the evaluation cache
     model: str | None = None
     score: float | None = None  # the router's confidence in its answer, when it has one
+    unscored: str | None = None  # why a router that scores its answers has no score for this one
     candidate: str | None = None  # the router's best id before its threshold (evaluation sweeps over it)
     reason: str | None = None
     prompt_tokens: int = 0  # every attempt's tokens, failed ones included
@@ -245,8 +246,20 @@ class Decider:
         return fallback if fallback and fallback in query.allowed else None
 
     def _accept(self, decision: Decision, choice: Choice, query: Query) -> None:
+        """Take the router's answer. Nothing raised here leaves `decide`: whatever fails (an hours rule that
+        cannot be worked out for this time, say) goes to the failure policy like a router failure, its trace
+        in the log once."""
+        try:
+            self._take(decision, choice, query)
+        except Exception:
+            logging.getLogger("switchboard").exception("accept_crashed")
+            _unanswer(decision)
+            decision.outcome, decision.failure = "llm_error", "internal"
+
+    def _take(self, decision: Decision, choice: Choice, query: Query) -> None:
         decision.chosen, decision.candidate = choice.destination, choice.candidate or choice.destination
         decision.score, decision.reason = choice.score, choice.reason
+        decision.unscored = choice.unscored
         decision.cached = choice.cached
         decision.model = choice.model or decision.model
         if choice.destination == NONE:
@@ -256,9 +269,12 @@ class Decider:
                 self._answer(decision, fallback, query)
             else:
                 decision.body = {"error": NO_MATCH}
-        elif (self.min_confidence > 0 and self.router.name == "llm" and choice.score is not None
-              and choice.score < self.min_confidence):
-            # not routed: the failure policy answers (and `chosen` becomes what it chooses, if anything)
+        elif self.min_confidence > 0 and self.router.name == "llm" and (
+                choice.unscored is not None or (choice.score is not None and choice.score < self.min_confidence)):
+            # Not routed: the failure policy answers (and `chosen` becomes what it chooses, if anything). An
+            # answer whose score cannot be worked out (`unscored` says why) is no surer than a low one; an
+            # answer from a server that gives no log-probabilities at all has neither, and is routed: the
+            # minimum cannot apply there, as /healthz says.
             decision.outcome, decision.failure, decision.chosen = "low_confidence", "low_confidence", None
         else:
             self._answer(decision, choice.destination, query)
@@ -276,8 +292,24 @@ class Decider:
         decision.body = self.answer_for(target, query.kind) if target is not None else {"error": why}
 
     def _rescue(self, decision: Decision, query: Query) -> None:
-        """The failure policy: the offline router's confident choice, then the catalogue's fallback, else an
-        error that says what happened."""
+        """The failure policy. Should it fail too, the answer is an error body, never an exception out of
+        `decide` (a trace is logged unless the failure being rescued already logged one)."""
+        outcome = decision.outcome
+        try:
+            self._policy(decision, query)
+        except Exception as exc:
+            log = logging.getLogger("switchboard")
+            if decision.failure == "internal":  # its trace is in the log already: likely the same fault
+                log.error("rescue_crashed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200]}})
+            else:
+                log.exception("rescue_crashed")
+            _unanswer(decision)
+            decision.outcome, decision.rescued_by = outcome, None
+            decision.body = {"error": FAILURE_ANSWERS.get(decision.failure or "", "routing model unavailable")}
+
+    def _policy(self, decision: Decision, query: Query) -> None:
+        """The offline router's confident choice, then the catalogue's fallback, else an error that says what
+        happened."""
         if self.on_failure == "offline" and self.offline is not None and self.router.name != "offline":
             best, confidence, _ = self.offline.rank(query)
             if confidence >= self.offline.threshold and best in query.allowed:
@@ -292,6 +324,12 @@ class Decider:
             self._answer(decision, fallback, query)
             return
         decision.body = {"error": FAILURE_ANSWERS.get(decision.failure or "", "routing model unavailable")}
+
+
+def _unanswer(decision: Decision) -> None:
+    """Forget an answer that was half made when something failed: the failure policy starts afresh."""
+    decision.chosen = decision.answered = decision.closed = None
+    decision.body = {}
 
 
 class _OutOfTime(stop_base):

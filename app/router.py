@@ -49,7 +49,9 @@ class Choice:
 
     `score` is the router's confidence in [0, 1] when it has one (the offline router's ranking margin, the
     LLM's probability of the id it wrote); `candidate` is its best id before any threshold (the offline
-    router answers `none` below its threshold, but evaluation sweeps thresholds over the candidate)."""
+    router answers `none` below its threshold, but evaluation sweeps thresholds over the candidate).
+    `unscored` says why an answer has no score when its router scores them (the LLM's log-probabilities
+    were malformed, not finite, or did not spell the answer): a minimum confidence refuses it."""
 
     destination: str
     score: float | None = None
@@ -59,6 +61,7 @@ class Choice:
     model: str | None = None
     cached: bool = False
     candidate: str | None = None
+    unscored: str | None = None
 
 
 class ModelError(Exception):

@@ -10,6 +10,10 @@ Server-wide switches reproduce what real OpenAI-compatible servers were seen to 
 pad the answer with whitespace and cut it at `max_tokens`, report cached prompt tokens, give token
 log-probabilities (the id split over several tokens), refuse them (OpenAI's reasoning models), or take the
 parameter and give none back.
+
+Hostile behaviours, for the tests that distrust the server (tests/test_hostile_model.py): exact body bytes
+(`raw`), a valid answer padded to any size (`huge`), a body that never ends (`endless`), one that trickles a
+byte at a time (`trickle`), and log-probabilities altered at will (`answer(..., tweak=...)`).
 """
 
 from __future__ import annotations
@@ -21,20 +25,20 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
 @dataclass(frozen=True)
 class Behaviour:
-    kind: str = "answer"  # answer | content | status | hang | malformed | refusal
+    kind: str = "answer"  # answer | content | status | hang | malformed | refusal | raw | huge | endless | trickle
     destination: str | None = None  # for "answer": the id to answer (None: the first allowed id)
     content: str = ""  # for "content": the raw message content
     latency: float = 0.0
@@ -43,11 +47,17 @@ class Behaviour:
     reason: str | None = None
     confidence: float = 0.9  # the probability the id's tokens multiply to, when log-probabilities are asked for
     message: str | None = None  # for "status": the error message
+    body: bytes = b""  # for "raw" and "trickle": the exact response body
+    size: int = 0  # for "huge": bytes of padding in an otherwise valid answer
+    interval: float = 0.05  # for "trickle": seconds between bytes
+    # for "answer": changes the token log-probabilities (a list of dicts) before they are sent
+    tweak: Callable[[list[dict[str, Any]]], Any] | None = None
 
 
 def answer(destination: str | None = None, latency: float = 0.0, reason: str | None = None,
-           confidence: float = 0.9) -> Behaviour:
-    return Behaviour("answer", destination=destination, latency=latency, reason=reason, confidence=confidence)
+           confidence: float = 0.9, tweak: Callable[[list[dict[str, Any]]], Any] | None = None) -> Behaviour:
+    return Behaviour("answer", destination=destination, latency=latency, reason=reason, confidence=confidence,
+                     tweak=tweak)
 
 
 def content(text: str, latency: float = 0.0) -> Behaviour:
@@ -57,6 +67,26 @@ def content(text: str, latency: float = 0.0) -> Behaviour:
 def status(code: int, latency: float = 0.0, headers: dict[str, str] | None = None,
            message: str | None = None) -> Behaviour:
     return Behaviour("status", status=code, latency=latency, headers=headers or {}, message=message)
+
+
+def raw(body: bytes, code: int = 200) -> Behaviour:
+    """Exactly these bytes as the body (content type JSON)."""
+    return Behaviour("raw", body=body, status=code)
+
+
+def huge(size: int) -> Behaviour:
+    """A valid answer (the first allowed id) with `size` bytes of padding in a field the client ignores."""
+    return Behaviour("huge", size=size)
+
+
+def endless(code: int = 200) -> Behaviour:
+    """A chunked body that never ends: 64 KiB chunks as fast as the client reads them."""
+    return Behaviour("endless", status=code)
+
+
+def trickle(body: bytes, interval: float = 0.05, code: int = 200) -> Behaviour:
+    """The body one byte every `interval` seconds."""
+    return Behaviour("trickle", body=body, interval=interval, status=code)
 
 
 HANG = Behaviour("hang")
@@ -141,6 +171,8 @@ class FakeOpenAI:
         self.keep_history = True
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests the fake was serving at once
+        self.streaming = 0  # endless or trickled bodies still being sent (0 once every client hung up)
+        self.streamed_bytes = 0  # bytes of endless or trickled bodies sent
         self._queue: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
         self.server = ServerThread(self.app())
@@ -216,6 +248,15 @@ class FakeOpenAI:
                                     status_code=behaviour.status, headers=behaviour.headers)
             if behaviour.kind == "malformed":
                 return PlainTextResponse('{"id": "chatcmpl-fake", "choices": [', media_type="application/json")
+            if behaviour.kind == "raw":
+                return Response(behaviour.body, status_code=behaviour.status, media_type="application/json")
+            if behaviour.kind in ("endless", "trickle"):
+                return StreamingResponse(stream(behaviour), status_code=behaviour.status,
+                                         media_type="application/json")
+            if behaviour.kind == "huge":
+                ids = allowed_ids(body)
+                text = json.dumps({"destination": ids[0] if ids else "none"}) if kind else (ids or ["none"])[0]
+                return JSONResponse({**completion(text, model), "padding": "x" * behaviour.size})
             if behaviour.kind == "refusal":
                 return JSONResponse(completion(None, model, refusal="I can't help with that."))
             if behaviour.kind == "content":
@@ -240,8 +281,28 @@ class FakeOpenAI:
             logprobs = None
             if body.get("logprobs") and self.logprobs_returned and finish == "stop":
                 logprobs = token_logprobs(text, chosen, behaviour.confidence)
-            return JSONResponse(completion(text, model, finish=finish, completion_tokens=len(tokens) + self.pad,
-                                           cached_tokens=self.cached_tokens, logprobs=logprobs))
+                if behaviour.tweak is not None:
+                    logprobs = behaviour.tweak(logprobs)
+            out = completion(text, model, finish=finish, completion_tokens=len(tokens) + self.pad,
+                             cached_tokens=self.cached_tokens, logprobs=logprobs)
+            # json.dumps, not JSONResponse: a tweak may put NaN or Infinity in, as Python servers can send
+            return Response(json.dumps(out).encode(), media_type="application/json")
+
+        async def stream(behaviour: Behaviour) -> AsyncIterator[bytes]:
+            self.streaming += 1
+            try:
+                if behaviour.kind == "endless":
+                    chunk = b"[" + b" " * 65535
+                    while True:
+                        self.streamed_bytes += len(chunk)
+                        yield chunk
+                        await asyncio.sleep(0)
+                for i in range(len(behaviour.body)):
+                    await asyncio.sleep(behaviour.interval)
+                    self.streamed_bytes += 1
+                    yield behaviour.body[i:i + 1]
+            finally:  # the client hung up (or the body is done): Starlette cancels the stream
+                self.streaming -= 1
 
         return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from app.confidence import TokenLogprob, id_span, probability
+from app.confidence import TokenLogprob, id_span, measure, probability
 from tests.conftest import decision_logs
 from tests.fake_openai import answer
 from tests.vapi_payloads import transfer_request
@@ -55,6 +55,23 @@ def test_bytes_locate_tokens_in_non_ascii_text():
 def test_tokens_that_do_not_spell_the_answer_give_no_figure():
     text = '{"destination": "billing"}'
     assert probability(text, id_span(text, "billing", True), tokens(("something else", 0.5))) is None
+
+
+def test_unusable_log_probabilities_give_a_reason_not_an_exception():
+    """bytes(...) raised ValueError on a `bytes` value over 255, and a lone surrogate in the answer raised
+    UnicodeEncodeError: each crashed the attempt (router_crashed)."""
+    text = '{"destination": "billing"}'
+    span = id_span(text, "billing", True)
+    for bad in ((300,), (-1,)):
+        value, why = measure(text, span, [TokenLogprob("x", 0.0, bad)])
+        assert value is None and "bytes" in why
+    for logprob in (math.nan, math.inf, 0.5):
+        value, why = measure(text, span, [TokenLogprob(text, logprob)])
+        assert value is None and "log-probability" in why
+    assert measure(text, span, [TokenLogprob(text, -math.inf)]) == (0.0, "")
+    assert measure(text, span, [TokenLogprob(text, 1e-6)]) == (1.0, "")  # float noise above 0: certain
+    odd = '{"reason": "\ud800", "destination": "billing"}'
+    assert probability(odd, id_span(odd, "billing", True), [TokenLogprob(odd, math.log(0.5))]) == pytest.approx(0.5)
 
 
 def test_plain_text_answers():
