@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import gc
 import logging
 import signal
@@ -26,12 +25,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import __version__
-from .auth import Authenticator, AuthError
+from .auth import METRICS_REFUSED, Authenticator, AuthError, metrics_allowed
 from .breaker import CircuitBreaker
 from .catalogue import CatalogueError
 from .conversation import NoConversation
 from .decision import Decision
 from .engine import Clients, Engine, Runtime, build_engine, confidence_state
+from .health import HealthPage
 from .logs import LOGGER, event, request_id
 from .metrics import Metrics
 from .payload import DESTINATION_REQUESTS, DestinationRequest, PayloadError, parse_json, parse_request, type_label
@@ -155,17 +155,16 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
         finally:
             request_id.reset(token)
 
-    async def healthz(request: Request) -> Response:
-        engine = state.engine
-        body: dict[str, Any] = {"status": "ok" if engine else "starting", "version": __version__}
-        if engine is not None:
-            body.update(engine.describe())
-            body["hours"] = engine.catalogue.hours_now(dt.datetime.now(dt.UTC))
-            breaker = state.runtime.breaker
-            body["breaker"] = breaker.state if breaker and breaker.enabled else "off"
-        return JSONResponse(body, status_code=200 if engine else 503)
+    health = HealthPage()
+
+    async def healthz(request: Request) -> Response:  # no credentials: for load balancers; cheap (app/health.py)
+        breaker = state.runtime.breaker
+        body, status = health.render(state.engine, breaker.state if breaker and breaker.enabled else "off")
+        return Response(body, status_code=status, media_type="application/json")
 
     async def metrics(request: Request) -> Response:
+        if not metrics_allowed(settings, request.headers):
+            return JSONResponse({"error": METRICS_REFUSED}, status_code=401, headers={"www-authenticate": "Bearer"})
         breaker = state.runtime.breaker
         if breaker is not None and breaker.enabled:  # open -> half_open happens with time, not on an event
             state.metrics.breaker_changed(breaker.state)
@@ -246,7 +245,7 @@ def _decision_fields(decision: Decision, request: DestinationRequest, engine: En
         "type": request.type, "call_id": request.call_id,
         "assistant": (assistant.name or assistant.id) if assistant else None,
         "chosen": decision.chosen, "candidate": decision.candidate, "answered": decision.answered,
-        "closed": decision.closed,
+        "closed": decision.closed, "timestamp_ignored": request.timestamp_ignored,
         "outcome": decision.outcome,
         "failure": decision.failure, "rescued_by": decision.rescued_by, "errors": decision.errors or None,
         "unreachable": decision.unreachable or None,

@@ -17,5 +17,5 @@ def build() -> Starlette:
     logger = logs.setup(settings.log_format, settings.log_level)
     for name in unknown_variables():
         logs.event(logger, "unknown_setting", logging.WARNING, variable=name)
-    GuardedHttpToolsProtocol.header_timeout = settings.read_timeout  # each worker process sets its own
+    GuardedHttpToolsProtocol.configure(settings)  # each worker process sets its own limits
     return create_app(settings)

@@ -1,7 +1,8 @@
 """Checks that a webhook really comes from Vapi, as Vapi is configured to prove it.
 
 Shared secret (`X-Vapi-Secret`), bearer token (`Authorization` or a custom header), or an HMAC signature
-of the raw body (Vapi's HMACAuthenticationPlan). Every comparison is constant-time.
+of the raw body (Vapi's HMACAuthenticationPlan). Every comparison is constant-time. GET /metrics has a token of
+its own (SWITCHBOARD_METRICS_TOKEN), for deployments where it can be reached from outside.
 
 Credentials are checked from the headers before the body is read (`precheck`), so a caller without them
 cannot make the service read, buffer or parse anything; only an HMAC signature needs the body (`check`).
@@ -20,6 +21,20 @@ from dataclasses import dataclass
 from .settings import Settings
 
 MISSING = "missing or wrong credentials: send X-Vapi-Secret, a bearer token, or a valid signature"
+
+
+METRICS_REFUSED = ("GET /metrics needs the token in SWITCHBOARD_METRICS_TOKEN: send it as "
+                   "'Authorization: Bearer <token>' (in Prometheus: authorization.credentials)")
+
+
+def metrics_allowed(settings: Settings, headers: Mapping[str, str]) -> bool:
+    """True when /metrics is open (no SWITCHBOARD_METRICS_TOKEN), or the request carries the token as a bearer
+    token. Constant-time, as the webhook's secret is."""
+    if settings.metrics_token is None:
+        return True
+    authorization = headers.get("authorization", "")
+    given = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
+    return hmac.compare_digest(given.encode(), settings.metrics_token.get_secret_value().encode())
 
 
 class AuthError(Exception):

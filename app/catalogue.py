@@ -116,11 +116,22 @@ class Catalogue:
         return None, f"{entry_id} is closed now; {opens}"
 
     def hours_now(self, at: dt.datetime) -> dict[str, Any]:
-        """For /healthz and `check`: the entries with hours that are open, and those closed with when they open."""
-        with_hours = [e for e in self.entries if e.hours is not None]
-        return {"open": [e.id for e in with_hours if e.hours and e.hours.is_open(at)],
-                "closed": {e.id: e.hours.opens_text(at) for e in with_hours if e.hours and not e.hours.is_open(at)},
-                "always_open": [e.id for e in self.entries if e.hours is None]}
+        """For /healthz and `check`: the entries with hours that are open, and those closed with when they open.
+        Entries often share their hours (a team's lines, a site's desks): each distinct `hours` is worked out once."""
+        texts: dict[Hours, str | None] = {}  # None: open now; else when it opens
+        out: dict[str, Any] = {"open": [], "closed": {}, "always_open": []}
+        for e in self.entries:
+            if e.hours is None:
+                out["always_open"].append(e.id)
+                continue
+            if e.hours not in texts:
+                texts[e.hours] = None if e.hours.is_open(at) else e.hours.opens_text(at)
+            text = texts[e.hours]
+            if text is None:
+                out["open"].append(e.id)
+            else:
+                out["closed"][e.id] = text
+        return out
 
     def _with_kind(self, ids: tuple[str, ...], kind: str) -> tuple[str, ...]:
         return tuple(i for i in ids if self._by_id[i].target(kind) is not None)  # type: ignore[attr-defined]

@@ -22,6 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 LOOK_AHEAD_DAYS = 400  # how far to look for the next opening (a year of holidays, at most)
+# The instants the hours code works with: far enough inside datetime's own range (years 1 to 9999) that a time
+# zone's offset and a year of looking ahead never leave it (an OverflowError there was a 500 to a live caller).
+EARLIEST = dt.datetime(2, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9998, 1, 1, tzinfo=dt.UTC)
 
 
 class HoursError(Exception):
@@ -39,7 +43,7 @@ class Hours:
         return ZoneInfo(self.timezone)
 
     def is_open(self, at: dt.datetime) -> bool:
-        local = at.astimezone(self.zone)
+        local = _within(at).astimezone(self.zone)
         if local.date() in self.closed:
             return False
         minute = local.hour * 60 + local.minute
@@ -47,7 +51,7 @@ class Hours:
 
     def next_opening(self, at: dt.datetime) -> dt.datetime | None:
         """The next local moment it opens, after `at` (None if it never does within a year)."""
-        local = at.astimezone(self.zone)
+        local = _within(at).astimezone(self.zone)
         minute = local.hour * 60 + local.minute
         for ahead in range(LOOK_AHEAD_DAYS):
             day = local.date() + dt.timedelta(days=ahead)
@@ -63,7 +67,7 @@ class Hours:
         when = self.next_opening(at)
         if when is None:
             return "it has no opening time in the coming year"
-        local_now = at.astimezone(self.zone)
+        local_now = _within(at).astimezone(self.zone)
         day = when.strftime("%a")
         if when.date() == local_now.date():
             day = "today"
@@ -162,20 +166,34 @@ def parse(data: Any, default_timezone: str | None) -> Hours:
     return Hours(name, tuple(tuple(day) for day in week), closed)
 
 
-def moment(value: Any, default: dt.datetime | None = None) -> dt.datetime:
-    """The decision time from a request's `timestamp` (Vapi sends epoch milliseconds; seconds and ISO 8601
-    are accepted), else `default`, else now. Always aware, in UTC."""
+def _within(at: dt.datetime) -> dt.datetime:
+    """`at`, moved inside EARLIEST..LATEST (only a time given outside it, like `route --at 9999-12-31`, moves)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC) if at.year in (1, 9999) else at.astimezone()  # .astimezone() can overflow
+    return min(max(at, EARLIEST), LATEST)
+
+
+def read_moment(value: Any) -> dt.datetime | None:
+    """The moment a request's `timestamp` names (Vapi sends epoch milliseconds; seconds and ISO 8601 with an
+    offset are accepted), in UTC; None when it names none, or one outside EARLIEST..LATEST."""
+    parsed: dt.datetime | None = None
     if isinstance(value, int | float) and not isinstance(value, bool) and value == value and abs(value) < 1e16:
         seconds = value / 1000 if abs(value) > 1e11 else value
         try:
-            return dt.datetime.fromtimestamp(seconds, dt.UTC)
+            parsed = dt.datetime.fromtimestamp(seconds, dt.UTC)
         except (OverflowError, OSError, ValueError):
-            pass
-    if isinstance(value, str) and len(value) <= 40:
+            return None
+    elif isinstance(value, str) and len(value) <= 40:
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if parsed.tzinfo is not None:
-                return parsed.astimezone(dt.UTC)
-        except ValueError:
-            pass
-    return default or dt.datetime.now(dt.UTC)
+            if parsed.tzinfo is None:
+                return None
+            parsed = parsed.astimezone(dt.UTC)
+        except (OverflowError, ValueError):  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+            return None
+    return parsed if parsed is not None and EARLIEST <= parsed <= LATEST else None
+
+
+def moment(value: Any, default: dt.datetime | None = None) -> dt.datetime:
+    """The decision time from a request's `timestamp` (see read_moment), else `default`, else now."""
+    return read_moment(value) or default or dt.datetime.now(dt.UTC)

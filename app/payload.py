@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .hours import read_moment
+
 TRANSFER_REQUEST = "transfer-destination-request"
 HANDOFF_REQUEST = "handoff-destination-request"
 DESTINATION_REQUESTS = (TRANSFER_REQUEST, HANDOFF_REQUEST)
@@ -101,7 +103,8 @@ class DestinationRequest(_Loose):
     assistant: Named | None = None
     call: Call | None = None
     chat: Call | None = None  # chats (Vapi's text channel) have no call
-    timestamp: float | str | None = None
+    # Any type: a timestamp that names no moment is no reason to leave a caller untransferred (see below)
+    timestamp: Any = None
     parameters: dict[str, Any] | None = None  # handoffs: the arguments the voice assistant wrote for the tool
 
     @property
@@ -111,6 +114,14 @@ class DestinationRequest(_Loose):
     @property
     def call_id(self) -> str | None:
         return next((c.id for c in (self.call, self.chat) if c is not None and c.id), None)
+
+    @property
+    def timestamp_ignored(self) -> str | None:
+        """The request's `timestamp`, shortened, when it names no usable moment (none, or outside years 2 to
+        9997): the decision is then made as of its receipt, and the decision line says so."""
+        if self.timestamp is None or read_moment(self.timestamp) is not None:
+            return None
+        return str(self.timestamp)[:40]
 
     @property
     def assistant_keys(self) -> tuple[str | None, str | None]:

@@ -22,11 +22,20 @@ def parse_at(value: str | None, default_zone: str | None) -> dt.datetime | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a time like 2026-12-25T11:00 (optionally with an offset, "
                                  "like 2026-12-25T11:00-08:00)", param_hint="--at") from None
-    if moment.tzinfo is None:
-        from zoneinfo import ZoneInfo
+    from .hours import EARLIEST, LATEST
 
-        moment = moment.replace(tzinfo=ZoneInfo(default_zone)) if default_zone else moment.astimezone()
-    return moment.astimezone(dt.UTC)
+    try:
+        if moment.tzinfo is None:
+            from zoneinfo import ZoneInfo
+
+            moment = moment.replace(tzinfo=ZoneInfo(default_zone)) if default_zone else moment.astimezone()
+        moment = moment.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:00 in Los Angeles is in year 10000 in UTC
+        moment = LATEST + dt.timedelta(days=1)
+    if not EARLIEST <= moment <= LATEST:
+        raise click.BadParameter(f"{value!r} is outside the years business hours are worked out for; give a "
+                                 "time between years 2 and 9997", param_hint="--at")
+    return moment
 
 
 @click.command()

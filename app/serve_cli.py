@@ -29,7 +29,10 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """
     from . import logs, server
 
-    metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
+    try:
+        metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
+    except server.ServeError as exc:
+        fail(str(exc))
     import uvicorn
 
     from .app import create_app
@@ -43,8 +46,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     except refusals as exc:
         fail(str(exc))
     fd_limit = server.raise_fd_limit()
-    options = server.uvicorn_options(max_connections=settings.max_connections, read_timeout=settings.read_timeout,
-                                     fd_limit=fd_limit)
+    options = server.uvicorn_options(settings, fd_limit)
     if options["limit_concurrency"] < settings.max_connections:
         logs.event(logging.getLogger(logs.LOGGER), "connection_limit_lowered", logging.WARNING,
                    wanted=settings.max_connections, allowed=options["limit_concurrency"], open_file_limit=fd_limit,

@@ -1,8 +1,9 @@
 """Running the service under uvicorn, with the limits a public endpoint needs.
 
 - A connection must send its request headers within SWITCHBOARD_READ_TIMEOUT (uvicorn has no such timer:
-  a client dribbling header bytes, or sending none, would hold its socket for ever). The body has the same
-  time, enforced by the app.
+  a client dribbling header bytes, or sending none, would hold its socket for ever), and within
+  SWITCHBOARD_MAX_HEADER_BYTES and SWITCHBOARD_MAX_HEADERS (uvicorn has no such bound either). The body has
+  the same time, enforced by the app.
 - At most SWITCHBOARD_MAX_CONNECTIONS connections and requests at once (uvicorn's limit_concurrency answers
   503 beyond it), never more than the file-descriptor limit can hold: each request may also hold model
   connections. The soft descriptor limit is raised to the hard one at start-up, as Go and nginx do.
@@ -18,7 +19,10 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 ARRIVED = "switchboard.arrived"  # ASGI scope extension: time.monotonic() when the request's first byte came
 FDS_PER_REQUEST = 3  # the caller's connection, the model request and a hedged one
@@ -80,12 +84,24 @@ def prepare_metrics_dir(workers: int) -> tuple[Path | None, bool]:
         os.environ.pop(METRICS_DIR_ENV, None)
         return None, False
     given = os.environ.get(METRICS_DIR_ENV)
-    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="switchboard-metrics-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):  # counters of an earlier run would be added to this one's
-        stale.unlink()
-    os.environ[METRICS_DIR_ENV] = str(directory)
-    return directory, not given
+    if not given:
+        directory = Path(tempfile.mkdtemp(prefix="switchboard-metrics-"))
+        os.environ[METRICS_DIR_ENV] = str(directory)
+        return directory, True
+    directory = Path(given)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):  # counters of an earlier run would be added to this one's
+            stale.unlink()
+        with tempfile.TemporaryFile(dir=directory):  # every worker writes its counters here: prove it can
+            pass
+    except OSError as exc:
+        # FileExistsError for a file of that name (mkdir's own words, "File exists", would mislead)
+        problem = "it is a file, not a directory" if directory.is_file() else \
+            f"cannot write there ({exc.strerror or exc})"
+        raise ServeError(f"{METRICS_DIR_ENV}={given!r}: {problem}; it is where --workers share their metrics: "
+                         f"set it to a writable directory, or unset it and serve makes one") from None
+    return directory, False
 
 
 def cleanup_metrics_dir(directory: Path | None, created: bool) -> None:
@@ -94,13 +110,13 @@ def cleanup_metrics_dir(directory: Path | None, created: bool) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def uvicorn_options(*, max_connections: int, read_timeout: float, fd_limit: int) -> dict[str, Any]:
+def uvicorn_options(settings: Settings, fd_limit: int) -> dict[str, Any]:
     from .protocol import GuardedHttpToolsProtocol
 
-    GuardedHttpToolsProtocol.header_timeout = read_timeout
+    GuardedHttpToolsProtocol.configure(settings)  # this process; each worker does the same (app.asgi)
     return {
         "http": f"{GuardedHttpToolsProtocol.__module__}:{GuardedHttpToolsProtocol.__name__}",
-        "limit_concurrency": connection_limit(max_connections, fd_limit),
+        "limit_concurrency": connection_limit(settings.max_connections, fd_limit),
         "backlog": 2048,
         "log_config": None,  # uvicorn's warnings go through the service's own log format (see logs.setup)
         "access_log": False,

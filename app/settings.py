@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     read_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds a client has to send a request's headers, and again its body; "
         "slower ones are cut off (408).")
+    max_header_bytes: int = Field(
+        65_536, ge=4096, le=1_048_576, description="Largest request line and headers together, in bytes, read "
+        "before credentials are checked (431 above, and the connection is closed).")
+    max_headers: int = Field(100, ge=16, le=1000, description="Most header fields in one request (431 above).")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that GET /metrics then requires (401 without it); unset, /metrics is "
+        "open, like /healthz.")
     max_connections: int = Field(
         2048, ge=16, le=1_000_000, description="Connections and requests served at once (503 beyond); lowered "
         "at start-up to what the open-file limit can hold.")

@@ -218,3 +218,38 @@ def test_route_at_a_given_local_time():
 def test_catalogue_parse_error_class_is_hours_error_inside():
     with pytest.raises(HoursError):
         parse_hours(copy.deepcopy({"timezone": "UTC"}), None)
+
+
+@pytest.mark.parametrize("stamp", [-62135596800000, -62135596799000, -62135596800, 253402300799000,
+                                   253402214400000, "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00",
+                                   "9999-12-31T23:59:59Z", "9999-12-31T23:59:59-14:00", 1e20, float("inf"), [1]])
+def test_timestamps_at_the_ends_of_the_range_are_no_moment(stamp):
+    """Years 1 and 9999 (and anything a year of looking ahead would take past them) are refused, not used: the
+    request is decided as of its receipt."""
+    from app.hours import read_moment
+
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert read_moment(stamp) is None and moment(stamp, now) == now
+
+
+def test_the_range_kept_is_wide():
+    from app.hours import EARLIEST, LATEST, read_moment
+
+    assert read_moment(int(EARLIEST.timestamp() * 1000)) == EARLIEST
+    assert read_moment(int(LATEST.timestamp() * 1000)) == LATEST
+    assert read_moment(0) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # as before: a number is a moment
+    assert read_moment("2999-06-01T10:00:00+02:00") == dt.datetime(2999, 6, 1, 8, tzinfo=dt.UTC)
+
+
+def test_opening_times_near_the_ends_of_the_range_never_raise():
+    """An instant outside the range (route --at 9999-12-31) is moved inside it, never an OverflowError."""
+    from app.hours import LATEST
+
+    hours = parse_hours({"timezone": "Pacific/Kiritimati", "open": {"mon": "09:00-10:00"}}, None)
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    assert hours.is_open(far) is False
+    assert hours.next_opening(far) is not None and hours.next_opening(far) > LATEST
+    catalogue = parse(catalogue_with())
+    for at in (dt.datetime.min.replace(tzinfo=dt.UTC), far):
+        state = catalogue.hours_now(at)
+        assert set(state["open"]) | set(state["closed"]) == {"billing", "sales", "moving", "front_desk"}

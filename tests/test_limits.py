@@ -222,3 +222,22 @@ def test_connections_beyond_the_limit_get_503_and_a_log_line(tmp_path):
         for sock in held:
             sock.close()
         service.stop()
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file", "proc"])
+def test_an_unusable_metrics_dir_is_one_clear_error(tmp_path, where):
+    """Reported: PROMETHEUS_MULTIPROC_DIR naming a file, or a directory that cannot be written, was a start-up
+    trace with --workers 2. Tested in ways that hold as root (CI): root can write any ordinary directory."""
+    a_file = tmp_path / "metrics"
+    a_file.write_text("not a directory")
+    path = {"file": a_file, "under_a_file": a_file / "sub", "proc": "/proc"}[where]
+    # A broken catalogue too: should the directory ever pass unchecked again, serve stops at the catalogue
+    # (a different error) rather than starting two workers inside the test.
+    result = serve(["--workers", "2"], {"PROMETHEUS_MULTIPROC_DIR": str(path),
+                                        "SWITCHBOARD_DESTINATIONS": str(tmp_path / "missing.json")})
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: PROMETHEUS_MULTIPROC_DIR='{path}': "), lines
+    assert ("it is a file, not a directory" if where == "file" else "cannot write there") in lines[0]
+    assert "writable directory, or unset it" in lines[0]

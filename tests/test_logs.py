@@ -54,3 +54,33 @@ def test_caller_words_and_numbers_stay_out_of_the_service_log(llm_service, fake,
     text = "\n".join(_Formatter("json").format(r) for r in log_records)
     for secret in ("555 0143", "5550143", "bill is wrong", "secret-token-should-never-be-logged"):
         assert secret not in text
+
+
+def test_text_lines_cannot_be_forged_and_values_are_unambiguous():
+    """Reported: with SWITCHBOARD_LOG_FORMAT=text, a call id with a newline wrote what looked like another event."""
+    forged = "c-1\n12:00:00 INFO    decision outcome=forged"
+    fields = {"call_id": forged, "spaced": "a b", "eq": "k=v", "quote": 'say "hi"', "slash": "a\\b",
+              "breaks": "\r\x85\u2028\u2029\x0b\x0c\x1c", "bidi": "\u202eevil", "nul": "\x00", "empty": "",
+              "plain": "billing", "number": 1.5, "none": None}
+    line = _Formatter("text").format(record(**fields))
+    assert len(line.splitlines()) == 1 and line.isprintable()
+    assert 'call_id="c-1\\n12:00:00 INFO    decision outcome=forged"' in line
+    assert ' spaced="a b" eq="k=v" quote="say \\"hi\\"" slash="a\\\\b" ' in line
+    assert 'breaks="\\r\\x85\\u2028\\u2029\\x0b\\x0c\\x1c" bidi="\\u202eevil" nul="\\x00" empty=""' in line
+    assert line.endswith(" plain=billing number=1.5 none=None")
+
+
+def test_text_traces_cannot_start_an_event_line():
+    try:
+        raise ValueError("bad id\n12:00:00 INFO    decision outcome=forged")
+    except ValueError:
+        import sys
+
+        rec = logging.LogRecord("switchboard", logging.ERROR, __file__, 1, "internal_error", None, sys.exc_info())
+    lines = _Formatter("text").format(rec).splitlines()
+    assert all(line.startswith("  ") for line in lines[1:]) and "forged" in lines[-1]
+
+
+def test_json_lines_escape_the_line_separators_json_leaves_alone():
+    line = _Formatter("json").format(record(call_id="a\u2028b\u2029c\x85d"))
+    assert len(line.splitlines()) == 1 and json.loads(line)["call_id"] == "a\u2028b\u2029c\x85d"
