@@ -52,6 +52,8 @@ class Conversation:
     source: str
     omitted: int = 0
     head: int = 0
+    # Where each turn is in its source view (a transcript's: its speaker line): recording keeps only these.
+    positions: tuple[int, ...] = ()
 
 
 class _Typed:
@@ -85,6 +87,10 @@ class _View:
             self._seen[index] = self._read(index)
         return self._seen[index]
 
+    def positions(self, turns: tuple[Turn, ...]) -> tuple[int, ...]:
+        at = {id(turn): i for i, turn in self._seen.items() if turn is not None}
+        return tuple(at[id(turn)] for turn in turns)
+
 
 def extract(request: DestinationRequest, *, include_system_prompt: bool = False,
             budget_chars: int = 8000) -> Conversation:
@@ -104,7 +110,8 @@ def extract(request: DestinationRequest, *, include_system_prompt: bool = False,
         window = _window(view, budget_chars)
         if window is not None:
             turns, omitted, head = window
-            return Conversation(turns, _hint(request, source, messages, openai), source, omitted, head)
+            return Conversation(turns, _hint(request, source, messages, openai), source, omitted, head,
+                                view.positions(turns))
     raise NoConversation(
         "no usable conversation: message.artifact has no caller turns in messages, "
         "messagesOpenAIFormatted or transcript"

@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import files
 from . import statistics as stats
 from .catalogue import NONE
 from .conversation import NoConversation
@@ -52,19 +54,46 @@ class Case(BaseModel):
     payload: dict[str, Any]
 
 
-def iter_cases(paths: list[Path]) -> Iterator[tuple[str, Case]]:
-    """(where, case) for every call in the files or directories, in order, one at a time."""
+def iter_cases(paths: list[Path], warn: Callable[[str], None] | None = None) -> Iterator[tuple[str, Case]]:
+    """(where, case) for every call in the files or directories, in order, one at a time. Only regular files
+    are read, a line (or .json file) of at most files.DATASET_LINE_BYTES; a last line that was cut off (a
+    recording's write that did not finish) is skipped, and `warn` is told."""
     for path in paths:
-        if path.is_dir():
-            for file in sorted(path.glob("*.json")):
-                yield from _parse(str(file), file.read_text(encoding="utf-8"))
-        elif path.exists():
-            with path.open(encoding="utf-8") as f:
-                for n, line in enumerate(f, start=1):
-                    if line.strip():
+        try:
+            if path.is_dir():
+                for file in sorted(path.glob("*.json")):
+                    yield from _parse(str(file), _decode(file, files.read_regular(file, files.DATASET_LINE_BYTES)))
+            elif path.exists():
+                for n, line, complete in files.lines(path, files.DATASET_LINE_BYTES):
+                    try:
                         yield from _parse(f"{path}:{n}", line)
-        else:
-            raise DatasetError(f"{path}: no such file or directory")
+                    except DatasetError:
+                        if complete or _is_json(line):
+                            raise
+                        if warn is not None:
+                            warn(f"{path}:{n}: skipped: the last line is cut off (a write that did not finish)")
+            else:
+                raise DatasetError(f"{path}: no such file or directory")
+        except files.FileProblem as exc:
+            raise DatasetError(f"{exc}; a dataset is a JSON Lines file, one call per line (or a directory of .json "
+                               "files, one call each)") from None
+        except OSError as exc:
+            raise DatasetError(f"{exc.filename or path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise files.FileProblem(f"{path}: not UTF-8 text (byte {exc.start + 1})") from None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        pydantic_core.from_json(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse(where: str, text: str) -> Iterator[tuple[str, Case]]:
@@ -72,18 +101,25 @@ def _parse(where: str, text: str) -> Iterator[tuple[str, Case]]:
         yield where, Case.model_validate_json(text)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "line"
-        raise DatasetError(f"{where}: {loc}: {err['msg']}") from None
+        loc = ".".join(str(p) for p in err["loc"])
+        if not loc and err["type"] == "model_type":  # valid JSON, but an array, a number or a string
+            raise DatasetError(f"{where}: a call must be a JSON object {{\"id\", \"expected\", \"payload\", ...}}, "
+                               f"got {_json_type(err.get('input'))}; fix or remove it") from None
+        raise DatasetError(f"{where}: {loc or 'line'}: {err['msg']}") from None
 
 
-def check_dataset(paths: list[Path], ids: tuple[str, ...]) -> int:
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "true or false", type(None): "null"}.get(type(value), "a number")
+
+
+def check_dataset(paths: list[Path], ids: tuple[str, ...], warn: Callable[[str], None] | None = None) -> int:
     """Refuse, before any call is decided, labels that are no catalogue id (they were silently counted as
     wrong) and ids used twice (paired comparisons match calls by id). Returns the labelled calls' count."""
     known = {*ids, NONE}
     seen: dict[str, str] = {}
     twice: list[str] = []
     labelled = 0
-    for where, case in iter_cases(paths):
+    for where, case in iter_cases(paths, warn):
         if case.id in seen:
             twice.append(f"{case.id!r} ({seen[case.id]} and {where})")
         seen[case.id] = where

@@ -180,7 +180,8 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
     from .routing import load_routing
 
     first = load_routing(settings.model_copy(update={"prompt": prompts[0]}) if prompts else settings)
-    total = check_dataset(datasets, first.catalogue.ids)
+    total = check_dataset(datasets, first.catalogue.ids,
+                          lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
     combos: list[dict[str, Any]] = []
     cache = AnswerCache(cache_path) if cache_path else None
     clients: Clients | None = None

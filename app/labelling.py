@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import files
 from .catalogue import NONE
 from .conversation import NoConversation, extract, render
 from .locking import locked
@@ -28,24 +31,62 @@ class LabelError(Exception):
     """A file cannot be labelled; the message names the file and line."""
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
+class _Decided(BaseModel):
+    model_config = ConfigDict(extra="allow", title="decision")
+    chosen: str | None = None
+
+
+class _Row(BaseModel):
+    """What labelling reads of a row; the rest is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+    expected: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    decision: _Decided | None = None
+
+
+FIX = "fix or remove the line, then label again"
+
+
+def _rows(path: Path, warn: Callable[[str], None]) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
+    try:
+        for n, line, complete in files.lines(path, files.DATASET_LINE_BYTES):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise LabelError(f"{path}:{n}: not JSON ({exc.msg}); fix or remove the line, then label again") \
-                    from None
+                row = _Row.model_validate_json(line)  # bounded nesting, unlike json.loads (a RecursionError)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "json_invalid":
+                    if not complete:
+                        warn(f"{path}:{n}: skipped: the last line is cut off (a write that did not finish)")
+                        continue
+                    raise LabelError(f"{path}:{n}: not JSON ({err['msg'].removeprefix('Invalid JSON: ')}); {FIX}") \
+                        from None
+                if not field and err["type"] == "model_type":
+                    raise LabelError(f"{path}:{n}: a row must be a JSON object, got {_json_type(err.get('input'))}; "
+                                     f"{FIX}") from None
+                raise LabelError(f"{path}:{n}: {field or 'row'}: {err['msg']}; {FIX}") from None
+            rows.append(row.model_dump())
+    except files.FileProblem as exc:
+        raise LabelError(f"{exc}; give the JSON Lines files recording wrote (calls-*.jsonl)") from None
+    except OSError as exc:
+        raise LabelError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return rows
 
 
-def write_atomically(path: Path, lines: list[str]) -> None:
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "true or false", type(None): "null"}.get(type(value), "a number")
+
+
+def write_atomically(path: Path, lines: list[bytes]) -> None:
     """Replace `path` with `lines` through a temporary file and a rename, keeping its mode and owner."""
     before = path.stat()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb") as f:
             f.writelines(lines)
             f.flush()
             os.chmod(tmp, before.st_mode & 0o7777)  # mkstemp makes it 0600
@@ -60,16 +101,24 @@ def write_atomically(path: Path, lines: list[str]) -> None:
 
 
 def save_label(path: Path, row_id: str, label: str) -> bool:
-    """Set `expected` on the row with this id, as the file is now. False if the row is gone."""
+    """Set `expected` on the row with this id, as the file is now. False if the row is gone. Every other line
+    is written back byte for byte (a cut-off last line included: it stays last, where readers skip it)."""
     with locked(path):
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        for i, line in enumerate(lines):
-            if not line.strip():
+        lines: list[bytes] = []
+        fd = files.open_regular(path)
+        with os.fdopen(fd, "rb") as f:
+            while raw := f.readline(files.DATASET_LINE_BYTES + 1):
+                lines.append(raw)
+        for i, raw in enumerate(lines):
+            if row_id.encode() not in raw and b"\\" not in raw:  # cheap: most rows are not the one
                 continue
-            row = json.loads(line)
-            if row.get("id") == row_id:
+            try:
+                row = pydantic_core.from_json(raw)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("id") == row_id:
                 row["expected"] = label
-                lines[i] = json.dumps(row, ensure_ascii=False) + "\n"
+                lines[i] = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
                 write_atomically(path, lines)
                 return True
     return False
@@ -83,11 +132,12 @@ def conversation_text(row: dict[str, Any]) -> str:
         return f"(no conversation: {exc})"
 
 
-def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None]) -> dict[str, int]:
+def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None],
+               warn: Callable[[str], None] | None = None) -> dict[str, int]:
     """Go through unlabelled rows; returns counts of labelled, skipped and remaining rows."""
     counts = {"labelled": 0, "skipped": 0}
     with locked(path):
-        rows = _rows(path)
+        rows = _rows(path, warn or show)
     todo = [row for row in rows if not row.get("expected")]
     for n, row in enumerate(todo, start=1):
         decided = (row.get("decision") or {}).get("chosen") or ""
@@ -125,8 +175,8 @@ def label_command(files: tuple[Path, ...]) -> None:
       switchboard label recordings/calls-*.jsonl
     """
     from .catalogue import CatalogueError
-    from .catalogue import load as load_catalogue
     from .cli import fail, settings_from
+    from .routing import load_catalogue
 
     settings = settings_from()
     try:
@@ -138,7 +188,7 @@ def label_command(files: tuple[Path, ...]) -> None:
     for file in files:
         try:
             counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
-                                click.echo)
+                                click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
         except (KeyboardInterrupt, click.Abort, EOFError):
             click.echo("\nstopped; every label given so far is saved")
             return

@@ -307,3 +307,51 @@ def test_handoff_rows_and_timestamps_are_replayed(tmp_path):
     calls = {c["id"]: c for c in json.loads((out / "results.json").read_text())["combinations"][0]["calls"]}
     assert calls["h"]["predicted"] == "billing" and calls["h"]["answered"] == "billing"
     assert calls["t"]["predicted"] == "billing" and calls["t"]["answered"] == "front_desk"  # billing closed that day
+
+
+OBJECT = 'a call must be a JSON object {"id", "expected", "payload", ...}, got '
+BAD_DATASETS = [  # content, what eval says, what label says (after "Error: FILE:LINE: ")
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20, "1: not UTF-8 text (byte 1 of the line)",
+     "1: not UTF-8 text (byte 1 of the line)"),
+    (b'{"id": "a", "expected": "billing", "payload": {}}\n[1, 2, 3]\n', "2: " + OBJECT + "an array",
+     "2: a row must be a JSON object, got an array"),
+    (b"42\n", "1: " + OBJECT + "a number", "1: a row must be a JSON object, got a number"),
+    (b'"a string"\n', "1: " + OBJECT + "a string", "1: a row must be a JSON object, got a string"),
+    (b'{"id": "a", "tags": "x", "payload": {}}\n', "1: tags: Input should be a valid array",
+     "1: tags: Input should be a valid array"),
+    (b'{"id": "a", "payload": {}, "decision": [1]}\n{"id": "b", "payload": {}}\n', None,
+     "1: decision: Input should be an object"),
+    (b"[" * 100_000 + b"\n", "1: line: Invalid JSON: recursion limit exceeded", "1: not JSON (recursion limit"),
+]
+
+
+@pytest.mark.parametrize(("content", "eval_says", "label_says"), BAD_DATASETS,
+                         ids=["binary", "array", "number", "string", "field", "decision", "nesting"])
+def test_files_that_are_not_datasets_are_one_error_line(tmp_path, content, eval_says, label_says):
+    """Reported: `eval` and `label` on a binary file, or on a line that is a JSON array, ended in a trace and
+    exit 1. Each is now one line naming the file and line (and field), and exit 2."""
+    path = tmp_path / "calls.jsonl"
+    path.write_bytes(content)
+    env = {"SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json")}
+    for command, says in (("eval", eval_says), ("label", label_says)):
+        if says is None:  # (eval reads no `decision`: not its error)
+            continue
+        result = CliRunner().invoke(cli, [command, str(path), *(["-r", "offline"] if command == "eval" else [])],
+                                    env=env, input="q\n")
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.startswith(f"Error: {path}:{says}") and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.output
+
+
+def test_a_dataset_line_is_read_only_up_to_a_limit(tmp_path, monkeypatch):
+    """A huge line (a file of 1 GiB without a line break) is not read whole: the limit is said."""
+    from app import files
+
+    monkeypatch.setattr(files, "DATASET_LINE_BYTES", 10_000)
+    path = tmp_path / "calls.jsonl"
+    path.write_text(json.dumps(row("a", "billing")) + "\n" + json.dumps(row("b", "billing", "x" * 20_000)) + "\n")
+    for args in (["eval", str(path), "-r", "offline"], ["label", str(path)]):
+        result = CliRunner().invoke(cli, args, env={"SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json")})
+        assert result.exit_code == 2, result.output
+        assert f"{path}:2: the line is longer than 10,000 bytes, the most one line may hold" in result.stderr
+    assert files.DATASET_LINE_BYTES == 10_000 and 16 * 1024 * 1024 > 1_048_576  # (the real limit: 16 MiB)
