@@ -1,7 +1,7 @@
 """Chaos run: attacks on the real service, each against a fresh service process, measured from outside.
 
-    python bench/chaos.py                          # every attack, full length (about 4 minutes)
-    python bench/chaos.py --smoke                  # every attack, shortened: well under 90 s (for CI)
+    python bench/chaos.py                          # every attack, full length (about 8 minutes)
+    python bench/chaos.py --smoke                  # all but one, shortened: well under 90 s (for CI)
     python bench/chaos.py --repo /work/before      # run the service from another checkout
     python bench/chaos.py --only hang-storm --only slow-body --json out.json --logs chaos-logs
 
@@ -11,6 +11,13 @@ OpenAI-compatible server whose behaviour is switched mid-run over `POST /control
 processes on 127.0.0.1. Latency is measured here, outside the service, with aiohttp; raw-socket attacks use
 asyncio streams. The service's RSS is sampled from /proc every 100 ms while an attack runs, and once more a
 few seconds after its connections are closed.
+
+Some attacks bring what they attack: the model's hostile answers are modes of the fake (a fenced answer
+padded with spaces, a completion of many megabytes, a body that never ends, log-probabilities with bad bytes,
+NaN or the wrong spelling); the catalogue attacks write their own catalogue (300 to 3,000 generated entries
+with business hours, or a named pipe) in a temporary directory; full-disk mounts a 64 KiB tmpfs for the
+recordings (root needed: without it the attack is reported as skipped, with why) and unmounts it after. The
+list of attacks is at the end of --help.
 
 Output: one Markdown table on stdout (one row per attack), then what a good result would be for each.
 The script measures and never gates: the exit code is 0 unless the script itself fails.
@@ -23,6 +30,8 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import datetime as dt
+import errno
 import functools
 import json
 import os
@@ -96,6 +105,7 @@ class Result:
     finished: bool = True
     error: str | None = None
     alive_at_end: bool = True
+    skipped: str = ""  # why the attack could not run here (it was not run)
     stopped: str = ""
     seconds: float = 0.0
 
@@ -268,8 +278,9 @@ class Fake:
             proc.wait()
             raise
 
-    async def control(self, mode: str | None = None, latency: float | None = None) -> dict[str, Any]:
-        body = {k: v for k, v in (("mode", mode), ("latency", latency)) if v is not None}
+    async def control(self, mode: str | None = None, latency: float | None = None, **more: Any) -> dict[str, Any]:
+        """Switch the fake's behaviour; `more`: content, size, variant (see bench/chaos_fake.py)."""
+        body = {k: v for k, v in (("mode", mode), ("latency", latency), *more.items()) if v is not None}
         method = "POST" if body else "GET"
         async with self.session.request(method, "/control", json=body or None) as r:
             data: dict[str, Any] = await r.json()
@@ -488,7 +499,7 @@ async def hang_storm(ctx: Ctx) -> None:
     await ctx.model.control("ok")
     await asyncio.gather(*(ctx.post(normal_body(i, "warm"), record=False) for i in range(200)))
     await ctx.model.control("hang")
-    until = time.monotonic() + ctx.pick(30, 5)
+    until = time.monotonic() + ctx.pick(30, 3)
     count0 = await ctx.model.count()
 
     callers = [continuous(ctx, until, lambda n, i=i: normal_body(i * 100_000 + n, "storm")) for i in range(200)]
@@ -717,7 +728,7 @@ def big_conversation(limit: int = 1_048_576 - 2_000) -> tuple[bytes, int]:
 
 async def large_conversations(ctx: Ctx) -> None:
     big, turns = big_conversation()
-    until = time.monotonic() + ctx.pick(15, 4)
+    until = time.monotonic() + ctx.pick(15, 2)
     heavy = [continuous(ctx, until, lambda _: big, record=False) for _ in range(2)]
     normal, *heavies = await asyncio.gather(periodic(ctx, 0.1, until, fresh=False), *heavy)
     done = [o for h in heavies for o in h]
@@ -731,7 +742,7 @@ async def large_conversations(ctx: Ctx) -> None:
 
 async def slow_body(ctx: Ctx) -> None:
     n, port = 50, ctx.service.port
-    window = ctx.pick(30, 6)
+    window = ctx.pick(30, 3)
     until = time.monotonic() + window
     closes: list[float] = []
     answers = Counter[str]()
@@ -841,6 +852,20 @@ async def reload_storm(ctx: Ctx) -> None:
                         f"reloaded, {reloads['reload_failed']} reload_failed")
 
 
+class Skipped(Exception):
+    """The attack cannot run on this machine; the message says why and what would let it run."""
+
+
+@dataclass
+class Setup:
+    """What an attack's `prepare` gets: its own directory, and cleanups run once its processes have stopped."""
+
+    workdir: Path
+    repo: Path
+    result: Result
+    cleanups: list[Callable[[], None]]
+
+
 @dataclass(frozen=True)
 class Attack:
     name: str
@@ -851,44 +876,570 @@ class Attack:
     nominal: tuple[float, float] = (30, 10)  # expected seconds (full, smoke): the limit is 2× this + 20 s
     settle: tuple[float, float] = (3, 0.3)  # seconds between closing the attack's connections and "after" RSS
     nofile: int | None = None
+    prepare: Callable[[Setup], dict[str, str]] | None = None  # files or mounts of its own; returns settings
+    smoke: bool = True  # part of --smoke (else run in full runs, or when named with --only)
+    what: str = ""  # one line for --help
 
 
+def own_catalogue(setup: Setup) -> dict[str, str]:
+    """Copies of the catalogue and prompt that the attack may rewrite under load."""
+    shutil.copy(setup.repo / "destinations.json", setup.workdir / "destinations.json")
+    shutil.copy(setup.repo / "prompts" / "route.md", setup.workdir / "route.md")
+    setup.result.details["destinations"] = str(setup.workdir / "destinations.json")
+    return {"SWITCHBOARD_DESTINATIONS": str(setup.workdir / "destinations.json"),
+            "SWITCHBOARD_PROMPT": str(setup.workdir / "route.md")}
+
+
+# -- attacks on the model's answers, the disk, the headers, /healthz and reloads ---------------------------
+
+def timing(outcomes: list[Outcome], budget: float) -> str:
+    """Late answers (over the budget + 100 ms), p50 and worst."""
+    lat = [o.latency for o in outcomes]
+    late = sum(x > budget + 0.1 for x in lat)
+    return f"late {late}/{len(lat)}, p50 {ms(pct(lat, 0.5))}, worst {ms(max(lat, default=float('nan')))}"
+
+
+def log_events(lines: list[str], *names: str) -> dict[str, int]:
+    return {name: sum(f'"event": "{name}"' in ln for ln in lines) for name in names}
+
+
+def breaker_opened(lines: list[str]) -> int:
+    return sum('"event": "breaker"' in ln and '"to": "open"' in ln for ln in lines)
+
+
+def tracebacks(lines: list[str]) -> int:
+    return sum(ln.startswith("Traceback") for ln in lines)
+
+
+def outcomes_by_call(lines: list[str], prefix: str) -> Counter[str]:
+    """Decision outcomes in the service's log for the calls whose id starts with `prefix`."""
+    found = Counter[str]()
+    for ln in lines:
+        if ln.startswith("{") and '"event": "decision"' in ln and f'"call_id": "{prefix}' in ln:
+            with contextlib.suppress(ValueError):
+                line = json.loads(ln)
+                failure = line.get("failure")
+                found[str(line.get("outcome")) + (f" ({failure})" if failure else "")] += 1
+    return found
+
+
+def counted(counter: Counter[str] | dict[str, int]) -> str:
+    return ", ".join(f"{k}×{v}" for k, v in sorted(counter.items())) or "none"
+
+
+async def rounds(ctx: Ctx, callers: int, times: int, call: str, headers: dict[str, str] | None = None,
+                 record: bool = True) -> list[Outcome]:
+    """`times` waves of `callers` normal requests at once (keep-alive), one wave after the other."""
+    outcomes: list[Outcome] = []
+    for r in range(times):
+        outcomes += await asyncio.gather(*(ctx.post(normal_body(r * callers + i, call), headers, record=record)
+                                           for i in range(callers)))
+    return outcomes
+
+
+async def callers_until(ctx: Ctx, until: float, callers: int, call: str,
+                        headers: dict[str, str] | None = None) -> list[list[Outcome]]:
+    """`callers` keep-alive callers, each posting a normal request as soon as the last is answered."""
+    async def caller(c: int) -> list[Outcome]:
+        outcomes, n = [], 0
+        while time.monotonic() < until:
+            outcomes.append(await ctx.post(normal_body(c * 100_000 + n, call), headers))
+            n += 1
+        return outcomes
+
+    return list(await asyncio.gather(*(caller(c) for c in range(callers))))
+
+
+async def rss_during(ctx: Ctx, work: Awaitable[list[Outcome]], settle: float) -> tuple[list[Outcome], float, float]:
+    """Run `work` with the service's RSS sampled: (its outcomes, peak MB, MB `settle` s after it ended)."""
+    sampler = RssSampler(ctx.service.pid).start()
+    try:
+        outcomes = await work
+    finally:
+        await sampler.stop()
+    await asyncio.sleep(settle)
+    after = ctx.service.rss_mb()
+    return outcomes, max([after, *(x for x in sampler.samples if x == x)]), after
+
+
+async def fence_whitespace(ctx: Ctx) -> None:
+    budget, parts = ctx.result.budget, []
+    # (spaces, callers at once, waves): the model's content is "```", the spaces, then "x"
+    for spaces, callers, waves in ((2000, 1, int(ctx.pick(3, 1))), (800, 10, int(ctx.pick(2, 1)))):
+        await ctx.model.control("content", content="```" + " " * spaces + "x")
+        outcomes = await rounds(ctx, callers, waves, f"fence-{spaces}")
+        parts.append(f"{spaces:,} spaces × {callers} at once: {timing(outcomes, budget)} ({statuses(outcomes)})")
+        ctx.result.details[f"spaces_{spaces}"] = [round(o.latency, 3) for o in outcomes]
+    ctx.result.check = "; ".join(parts)
+    ctx.finalize = lambda r: f"{r.check}; {log_words(r.log)}"
+
+
+async def huge_answer(ctx: Ctx) -> None:
+    budget, parts = ctx.result.budget, []
+    # (bytes, callers at once, waves): a valid answer whose log-probability list is padded to the size
+    sizes = ((9_000_000, 5, 2), (18_000_000, 5, 2)) if not ctx.smoke else ((9_000_000, 2, 1),)
+    for size, callers, waves in sizes:
+        await ctx.model.control("huge", size=size)
+        outcomes, peak, after = await rss_during(ctx, rounds(ctx, callers, waves, f"huge-{size // 1_000_000}"),
+                                                 ctx.pick(2, 0))
+        parts.append(f"{size // 1_000_000} MB × {callers} at once: {timing(outcomes, budget)} ({statuses(outcomes)}); "
+                     f"RSS peak {peak:.0f}, after {after:.0f} MB")
+    ctx.result.check = "; ".join(parts)
+    ctx.finalize = lambda r: f"{r.check}; {log_words(r.log)}"
+
+
+async def endless_body(ctx: Ctx) -> None:
+    callers, waves = int(ctx.pick(10, 3)), int(ctx.pick(2, 1))
+    await ctx.model.control("endless")
+    outcomes = await rounds(ctx, callers, waves, "endless")
+    await asyncio.sleep(ctx.pick(2, 0.2))  # time for the service to hang up on bodies it no longer waits for
+    fake = await ctx.model.control()
+    ctx.result.details.update(streams_open=fake["streams_open"], streamed_bytes=fake["streamed_bytes"])
+    ctx.result.check = (f"{callers} callers × {waves}: {timing(outcomes, ctx.result.budget)} ({statuses(outcomes)}); "
+                        f"model bodies still being read {ctx.pick(2, 0.2):g} s later: {fake['streams_open']}; "
+                        f"{fake['streamed_bytes'] / 1e6:,.0f} MB streamed to the service")
+    ctx.finalize = lambda r: (f"{r.check}; RSS {r.mem_before:.0f} → peak {r.mem_peak:.0f} → after {r.mem_after:.0f} "
+                              f"MB; {log_words(r.log)}")
+
+
+async def bad_logprobs(ctx: Ctx) -> None:
+    n = int(ctx.pick(12, 4))
+    routed = Counter[str]()
+    for i in range(n):
+        variant = ("byte300", "byte-1")[i % 2]
+        await ctx.model.control("logprobs", variant=variant)
+        routed[variant] += ctx.routed(await ctx.post(normal_body(i, f"badlp-{variant}")))
+    breaker = await ctx.breaker()
+
+    def verdict(r: Result) -> str:
+        lines = ctx.log()
+        crashes = log_events(lines, "router_crashed")["router_crashed"]
+        return (f"routed {sum(routed.values())}/{n} (bytes 300: {routed['byte300']}, bytes -1: {routed['byte-1']}); "
+                f"router_crashed {crashes}, Traceback {tracebacks(lines)}; breaker opened {breaker_opened(lines)}×, "
+                f"at the end {breaker}; statuses {counted(r.statuses)}")
+
+    ctx.finalize = verdict
+
+
+async def min_confidence_nan(ctx: Ctx) -> None:
+    n = int(ctx.pick(4, 1))
+    routed = Counter[str]()
+    variants = ("nan", "inf", "cut", "misspelled", "low")
+    for variant in variants:
+        await ctx.model.control("logprobs", variant=variant)
+        for i in range(n):
+            routed[variant] += ctx.routed(await ctx.post(normal_body(i, f"conf-{variant}-")))
+
+    def verdict(r: Result) -> str:
+        lines = ctx.log()
+        parts = [f"{v}: routed {routed[v]}/{n} ({counted(outcomes_by_call(lines, f'conf-{v}-'))})" for v in variants]
+        unknowable = sum(routed[v] for v in variants[:-1])
+        return (f"routed with an unknowable confidence {unknowable}/{n * (len(variants) - 1)}; " + "; ".join(parts)
+                + f" (low: an honest 0.5, the control); Traceback {tracebacks(lines)}")
+
+    ctx.finalize = verdict
+
+
+def unmount(path: Path) -> None:
+    done = subprocess.run(["umount", str(path)], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:  # still busy: detach it now, the kernel frees it when the last file closes
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, text=True, timeout=30, check=True)
+
+
+def tiny_disk(setup: Setup) -> dict[str, str]:
+    """The recording directory on a 64 KiB tmpfs: full after a few dozen calls."""
+    mount = setup.workdir / "records"
+    mount.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "chaos-full-disk", str(mount)],
+                              capture_output=True, text=True, timeout=30)
+    except OSError as exc:
+        raise Skipped(f"cannot run mount ({exc}); it needs mount(8) and root") from None
+    if done.returncode != 0:
+        raise Skipped(f"mount -t tmpfs failed ({done.stderr.strip() or done.returncode}); it needs root "
+                      "(or CAP_SYS_ADMIN in a container)")
+    setup.cleanups.append(lambda: unmount(mount))
+    setup.result.details["record_dir"] = str(mount)
+    return {"SWITCHBOARD_RECORD_DIR": str(mount)}
+
+
+def recording_state(directory: Path) -> dict[str, Any]:
+    """The recording files: bytes, lines, lines that are not JSON, and whether the last one is whole."""
+    state: dict[str, Any] = {"files": 0, "bytes": 0, "lines": 0, "broken_lines": 0, "ends_with_partial_line": False}
+    for path in sorted(directory.glob("*.jsonl")):
+        data = path.read_bytes()
+        state["files"] += 1
+        state["bytes"] += len(data)
+        lines = data.split(b"\n")
+        state["lines"] += len(lines) - 1
+        state["broken_lines"] += sum(1 for ln in lines[:-1] if not _is_json(ln))
+        state["ends_with_partial_line"] |= bool(lines[-1])
+    return state
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+async def full_disk(ctx: Ctx) -> None:
+    callers = int(ctx.pick(150, 50))
+    await rounds(ctx, callers, 1, "warm", record=False)  # keep-alive connections, as Vapi's pool has them
+    per_caller = await callers_until(ctx, time.monotonic() + ctx.pick(5, 1), callers, "disk")
+    await asyncio.sleep(ctx.pick(0.5, 0.2))  # recordings are written after the answer
+    outcomes = [o for c in per_caller for o in c]
+    unanswered = sum(any(o.status == 0 for o in c) for c in per_caller)
+    disk = recording_state(Path(ctx.result.details["record_dir"]))
+    ctx.result.details["recording"] = disk
+
+    def verdict(r: Result) -> str:
+        lines = ctx.log()
+        decisions = sum('"event": "decision"' in ln for ln in lines)
+        return (f"callers that got no answer at least once {unanswered}/{callers} ({r.conn_errors} of "
+                f"{len(outcomes)} requests); {timing(outcomes, r.budget)}; log {len(lines):,} lines "
+                f"({decisions:,} decisions), Traceback {tracebacks(lines)}, error-level {r.log.get('errors', 0)}; "
+                f"recording {disk['lines']} lines in {disk['bytes']:,} bytes, {disk['broken_lines']} broken, ends "
+                f"with a partial line: {'yes' if disk['ends_with_partial_line'] else 'no'}")
+
+    ctx.finalize = verdict
+
+
+async def header_bloat(ctx: Ctx) -> None:
+    n, size, piece = int(ctx.pick(50, 5)), 20 << 20, 1 << 18
+    blob = memoryview(b"a" * size)
+    until = time.monotonic() + ctx.pick(30, 10)
+    sent, answers = Counter[str](), Counter[str]()
+    request = (f"POST /webhook HTTP/1.1\r\nHost: {HOST}:{ctx.service.port}\r\nContent-Type: application/json\r\n"
+               "Content-Length: 2\r\nX-Padding: ").encode()
+
+    async def bloat() -> None:
+        reader, writer = await ctx.open_raw()
+        t0 = time.monotonic()
+        watch = asyncio.create_task(closed_after(reader, t0, until))
+        try:
+            writer.write(request)
+            for offset in range(0, size, piece):
+                if watch.done():
+                    break
+                writer.write(blob[offset:offset + piece])
+                await asyncio.wait_for(writer.drain(), max(0.1, until - time.monotonic()))
+            else:
+                writer.write(b"\r\n\r\n{}")
+            sent["stopped early (answered or closed)" if watch.done() else "whole 20 MiB header sent"] += 1
+        except TimeoutError:
+            sent["still sending at the end"] += 1
+        except OSError as exc:
+            sent[f"cut off ({type(exc).__name__})"] += 1
+        closed, data = await watch
+        first = data.split(b"\r\n", 1)[0].decode("latin-1")
+        answers[first or ("closed without an answer" if closed is not None else "no answer, still open")] += 1
+
+    ctx.result.raw = n
+    real, *_ = await asyncio.gather(periodic(ctx, 0.2, until=time.monotonic() + ctx.pick(5, 1),
+                                             headers={"X-Vapi-Secret": SECRET}), *(bloat() for _ in range(n)))
+    ctx.result.details.update(sent=dict(sent), answers=dict(answers))
+    ctx.finalize = lambda r: (f"{n} × 20 MiB headers, no credentials: {counted(answers)}; {counted(sent)}; RSS "
+                              f"{r.mem_before:.0f} → peak {r.mem_peak:.0f} → after {r.mem_after:.0f} MB; real caller "
+                              f"ok {ok_count(real)}, {timing(real, r.budget)}")
+
+
+def generated_catalogue(n: int, today: dt.date, season_days: int) -> dict[str, Any]:
+    """`n` destinations as a large organisation may have them: one always open first (the fake model answers
+    it), a front desk last (the fallback and the after-hours destination), and between them a quarter always
+    open, a quarter open on weekdays with holidays, and half seasonal lines, closed for the next `season_days`
+    days (the next opening is that far ahead)."""
+    holidays = [str(today + dt.timedelta(days=d)) for d in (12, 40, 75, 120, 160, 200, 250, 300)]
+    season = {"open": {"mon-fri": "08:00-20:00", "sat": "09:00-13:00"},
+              "closed": [str(today + dt.timedelta(days=d)) for d in range(season_days)]}
+    hours = [None, season, {"open": {"mon-fri": "09:00-12:30,13:30-18:00"}, "closed": holidays}, season]
+    entries: list[dict[str, Any]] = []
+    for i in range(n - 1):
+        entry: dict[str, Any] = {"id": f"dept-{i:04d}", "description": f"Questions about product line {i}: orders, "
+                                 f"returns and repairs for it.", "examples": [f"my product {i} is broken"],
+                                 "destination": {"type": "number", "number": f"+1415{i:07d}"}}
+        if i and hours[i % 4] is not None:
+            entry.update(hours=hours[i % 4], after_hours="front_desk")
+        entries.append(entry)
+    entries.append({"id": "front_desk", "description": "Anything else, and when a department is closed.",
+                    "destination": {"type": "number", "number": "+14155550100"}})
+    return {"destinations": entries, "fallback": "front_desk", "timezone": "America/Los_Angeles"}
+
+
+def big_catalogue(n: int, season_days: int) -> Callable[[Setup], dict[str, str]]:
+    def prepare(setup: Setup) -> dict[str, str]:
+        path = setup.workdir / "destinations.json"
+        path.write_text(json.dumps(generated_catalogue(n, dt.datetime.now(dt.UTC).date(), season_days), indent=1))
+        setup.result.details.update(destinations=str(path), entries=n)
+        return {"SWITCHBOARD_DESTINATIONS": str(path)}
+
+    return prepare
+
+
+def answered_as(ctx: Ctx, outcomes: list[Outcome]) -> Counter[str]:
+    """Which entry of the attack's own catalogue each answer is: the routed one, the fallback, or other."""
+    catalogue = json.loads(read_text(Path(ctx.result.details["destinations"])))
+    names = {canonical(catalogue["destinations"][0]["destination"]): "routed",
+             canonical(catalogue["destinations"][-1]["destination"]): "fallback"}
+    return Counter(names.get(canonical(o.body["destination"]), "other destination") if o.has_destination
+                   else f"HTTP {o.status}" if o.status else "no answer" for o in outcomes)
+
+
+HEALTH_FLOOD_LATENCY = 0.5  # seconds: a model at a modest latency
+
+
+async def health_flood(ctx: Ctx) -> None:
+    secret = {"X-Vapi-Secret": SECRET}
+    await ctx.model.control("ok", latency=HEALTH_FLOOD_LATENCY)
+    callers, pollers = 20, 20
+    await rounds(ctx, callers, 1, "warm", secret, record=False)  # keep-alive connections, as Vapi's pool has
+    # The same callers first without the pollers: what the pollers add is the difference.
+    quiet = [o for c in await callers_until(ctx, time.monotonic() + ctx.pick(4, 0.5), callers, "quiet", secret)
+             for o in c]
+    until = time.monotonic() + ctx.pick(20, 1.5)
+    polls: list[float] = []
+    poll_errors = Counter[str]()
+
+    async def poll() -> None:
+        while time.monotonic() < until:
+            t0 = time.perf_counter()
+            try:
+                async with ctx.fresh.get(ctx.service.url + "/healthz", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    await r.read()
+                polls.append(time.perf_counter() - t0)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                poll_errors[type(exc).__name__] += 1
+
+    per_caller, *_ = await asyncio.gather(callers_until(ctx, until, callers, "flood", secret),
+                                          *(poll() for _ in range(pollers)))
+    outcomes = [o for c in per_caller for o in c]
+    kinds = answered_as(ctx, outcomes)
+    ctx.result.details.update(answers=dict(kinds), healthz=len(polls))
+
+    def verdict(r: Result) -> str:
+        lines = ctx.log()
+        return (f"{ctx.result.details['entries']} entries, model {HEALTH_FLOOD_LATENCY * 1000:.0f} ms; {callers} "
+                f"callers alone: p50 {ms(pct([o.latency for o in quiet], 0.5))}; with {pollers} /healthz pollers: "
+                f"{len(outcomes)} calls: {counted(kinds)}; {timing(outcomes, r.budget)}; breaker opened "
+                f"{breaker_opened(lines)}×; /healthz {len(polls)} answered, p50 {ms(pct(polls, 0.5))}, errors "
+                f"{counted(poll_errors)}")
+
+    ctx.finalize = verdict
+
+
+async def fifo_reload(ctx: Ctx) -> None:
+    path = Path(ctx.result.details["destinations"])
+    original = read_text(path)
+    pipe = path.with_name("pipe")
+    window = ctx.pick(8, 1.5)
+    until = time.monotonic() + window
+    health: list[float] = []
+    health_errors = Counter[str]()
+    fed = Counter[str]()
+
+    async def swap() -> None:
+        await asyncio.sleep(ctx.pick(0.5, 0.3))
+        os.mkfifo(pipe)
+        os.link(pipe, path.with_name("pipe-link"))
+        os.replace(path.with_name("pipe-link"), path)  # the catalogue is now a named pipe nobody writes to
+        os.kill(ctx.service.pid, signal.SIGHUP)  # and the mtime watcher (0.5 s) sees it changed too
+
+    async def release() -> None:
+        """At the end: a regular catalogue again, and any reader blocked on the pipe fed the original text
+        (else the service could not even be stopped)."""
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+        path.with_name("restored").write_text(original)
+        os.replace(path.with_name("restored"), path)
+        for _ in range(10):
+            try:
+                fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: nobody has the pipe open for reading
+                    raise
+                break
+            with contextlib.suppress(OSError):
+                os.write(fd, original.encode())
+            os.close(fd)
+            fed["readers fed"] += 1
+            await asyncio.sleep(0.2)
+
+    async def poll_health() -> None:
+        while time.monotonic() < until:
+            t0 = time.perf_counter()
+            try:
+                async with ctx.fresh.get(ctx.service.url + "/healthz", timeout=aiohttp.ClientTimeout(total=3)) as r:
+                    await r.read()
+                health.append(time.perf_counter() - t0)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                health_errors[type(exc).__name__] += 1
+            await asyncio.sleep(0.5)
+
+    normal, *_ = await asyncio.gather(periodic(ctx, 0.1, until), swap(), release(), poll_health())
+    ctx.result.details.update(healthz_latencies=health, fed=dict(fed))
+
+    def verdict(r: Result) -> str:
+        events = log_events(ctx.log(), "reloaded", "reload_failed")
+        return (f"catalogue replaced by a named pipe, SIGHUP: callers {timing(normal, r.budget)} "
+                f"({statuses(normal)}); /healthz every 0.5 s (3 s timeout): {len(health)} answered, worst "
+                f"{ms(max(health, default=float('nan')))}, failed {counted(health_errors)}; log: {counted(events)}; "
+                f"blocked readers fed at the end: {fed['readers fed']}")
+
+    ctx.finalize = verdict
+
+
+async def reload_big_catalogue(ctx: Ctx) -> None:
+    callers = int(ctx.pick(40, 10))
+    await rounds(ctx, callers, 1, "warm", record=False)  # keep-alive connections, as Vapi's pool has them
+    await ctx.model.control("hang")
+    until = time.monotonic() + ctx.pick(20, 0.6)
+    hups = 0
+
+    async def hup() -> None:
+        nonlocal hups
+        while time.monotonic() < until:
+            await asyncio.sleep(0.5)
+            if ctx.service.alive():
+                os.kill(ctx.service.pid, signal.SIGHUP)
+                hups += 1
+
+    per_caller, _ = await asyncio.gather(callers_until(ctx, until, callers, "reload-big"), hup())
+    outcomes = [o for c in per_caller for o in c]
+
+    def verdict(r: Result) -> str:
+        events = log_events(ctx.log(), "reloaded", "reload_failed")
+        return (f"{r.details['entries']:,} entries, SIGHUP every 0.5 s ({hups} sent; log: {counted(events)}), model "
+                f"hanging, {callers} callers: {timing(outcomes, r.budget)} ({statuses(outcomes)})")
+
+    ctx.finalize = verdict
+
+
+def record_dir(setup: Setup) -> dict[str, str]:
+    (setup.workdir / "records").mkdir()
+    setup.result.details["record_dir"] = str(setup.workdir / "records")
+    return {"SWITCHBOARD_RECORD_DIR": str(setup.workdir / "records")}
+
+
+async def recording_big_conversations(ctx: Ctx) -> None:
+    big, turns = big_conversation(int(0.9 * (1 << 20)))
+    until = time.monotonic() + ctx.pick(15, 1.5)
+    heavy = [continuous(ctx, until, lambda _: big, record=False) for _ in range(10)]
+    normal, *heavies = await asyncio.gather(periodic(ctx, 0.1, until, fresh=False), *heavy)
+    done = [o for h in heavies for o in h]
+    lat = [o.latency for o in normal]
+    ctx.result.raw = len(done)
+    await asyncio.sleep(ctx.pick(0.5, 0.2))  # recordings are written after the answer
+    disk = recording_state(Path(ctx.result.details["record_dir"]))
+    ctx.result.details.update(big_bytes=len(big), big_turns=turns, recording=disk)
+    ctx.result.check = (f"recording on; normal caller {timing(normal, ctx.result.budget)}, p90 {ms(pct(lat, 0.9))}; "
+                        f"10 clients' 0.9 MiB conversations ({turns:,} turns): {len(done)}, p50 "
+                        f"{ms(pct([o.latency for o in done], 0.5))}, {statuses(done)}; recorded {disk['lines']} lines "
+                        f"({disk['bytes'] / 1e6:,.0f} MB), {disk['broken_lines']} broken")
+    ctx.finalize = lambda r: f"{r.check}; {log_words(r.log)}"
+
+
+# In this order, short attacks alternate with long ones: in --smoke the next attack's processes start
+# while one runs, so a short one rarely waits for them.
 ATTACKS = [
     Attack("hang-storm", hang_storm, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "0"},
-           "≥99.5% of answers within 2.1 s, none later than 2.3 s, all 200 (fallback answers)", nominal=(33, 8)),
+           "≥99.5% of answers within 2.1 s, none later than 2.3 s, all 200 (fallback answers)", nominal=(33, 8),
+           what="200 keep-alive callers, model hanging, breaker off, 2 s budget"),
+    Attack("fence-whitespace", fence_whitespace, {"SWITCHBOARD_TIMEOUT": "2"},
+           "every answer within 2.1 s (the fallback: no id in it), p50 far below the budget, for 2,000 spaces and "
+           "for 800 spaces × 10 callers", nominal=(40, 8),
+           what="the model answers \"```\", 2,000 (then 800, 10 callers at once) spaces and \"x\""),
     Attack("breaker-hung-probe", breaker_hung_probe,
            {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "3", "SWITCHBOARD_BREAKER_COOLDOWN": "1",
             "SWITCHBOARD_MAX_ATTEMPTS": "1"},
            "post-recovery calls routed except those in at most one 1 s cooldown (≥18/20; smoke ≥2/4), breaker "
            "closed at the end",
-           nominal=(20, 10)),
+           nominal=(20, 10),
+           what="the breaker's half-open probe hangs, then the model is back"),
+    Attack("bad-logprobs", bad_logprobs, {"SWITCHBOARD_TIMEOUT": "2"},
+           "every answer routed (a bad token byte makes the confidence unknown, nothing more), 0 router_crashed and 0 "
+           "Traceback lines, the breaker never opens", nominal=(10, 4),
+           what="log-probability `bytes` holding 300 or -1"),
     Attack("breaker-hang-storm", breaker_hang_storm, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "3"},
            "only the 3 calls that open the breaker wait ~2 s (3/8; smoke 3/4); the rest answered at once",
-           nominal=(18, 12)),
+           nominal=(18, 12),
+           what="model hanging, breaker at 3 failures, calls one after another"),
     Attack("hostile-args", hostile_args, {"SWITCHBOARD_TIMEOUT": "2"},
            "all 200 with a destination (a bad hint is ignored), no resets, no Traceback or error lines",
-           nominal=(25, 8)),
+           nominal=(25, 8),
+           what="tool-call arguments: 100,000 nested arrays, a 5,000-digit number, 900 KB of garbage"),
     Attack("drop-mid-body", drop_mid_body, {"SWITCHBOARD_TIMEOUT": "2"},
-           "normal calls all ok; no Traceback and no error-level line for a client that went away", nominal=(5, 4)),
+           "normal calls all ok; no Traceback and no error-level line for a client that went away", nominal=(5, 4),
+           what="200 clients hang up mid-body"),
+    Attack("min-confidence-nan", min_confidence_nan, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_MIN_CONFIDENCE": "0.9"},
+           "with SWITCHBOARD_MIN_CONFIDENCE=0.9, 0 routed when the confidence cannot be known (NaN, +inf, a list cut "
+           "short, tokens spelling another id): low_confidence, as for the honest 0.5", nominal=(10, 4),
+           what="SWITCHBOARD_MIN_CONFIDENCE=0.9 and log-probabilities NaN, +inf, cut short, misspelled"),
     Attack("unauth-flood", unauth_flood, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_SECRET": SECRET},
            "real caller all ok; unauthenticated bodies not buffered (peak far below +200 MB); after within 10 MB of "
-           "before", nominal=(12, 6), settle=(5, 1)),
+           "before", nominal=(12, 6), settle=(5, 1),
+           what="200 callers without credentials send 1 MiB bodies"),
+    # Breaker off (here and in endless-body): every call meets the hostile answer, not an open breaker's fallback.
+    Attack("huge-answer", huge_answer, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "0"},
+           "every answer within 2.1 s (an oversized model answer is refused: the fallback), RSS peak and after near "
+           "before", nominal=(40, 6),
+           what="valid 9 MB and 18 MB completions (long log-probability lists), 5 callers at once"),
     Attack("half-open-fd", half_open_fd, {"SWITCHBOARD_TIMEOUT": "2"},
            "real caller ok throughout (the service keeps fds for callers), idle half-sent requests closed by the "
-           "server after a body timeout; all ok after release", nominal=(20, 12), nofile=1024),
+           "server after a body timeout; all ok after release", nominal=(20, 12), nofile=1024,
+           what="1,100 half-sent requests, open-file soft limit 1,024"),
+    Attack("header-bloat", header_bloat, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_SECRET": SECRET},
+           "each refused at once (431, or closed) without reading 20 MiB; RSS flat (peak within +20 MB of before); "
+           "real caller all ok within 2.1 s", model=False, nominal=(15, 6), settle=(5, 1),
+           what="50 connections without credentials, each sending a 20 MiB header"),
     Attack("type-labels", type_labels, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_MAX_BODY_BYTES": "2097152"},
            "/metrics stays small (unknown types share one label), memory back near before", model=False,
-           nominal=(30, 8)),
+           nominal=(30, 8),
+           what="150 distinct 1 MiB message types, then /metrics"),
     Attack("large-conversations", large_conversations, {"SWITCHBOARD_TIMEOUT": "1"},
            "normal caller p50 < 100 ms and p90 < 300 ms; 1 MiB requests answered within 1.1 s", model=False,
-           nominal=(17, 6)),
+           nominal=(17, 6),
+           what="two clients post 1 MiB conversations (31,000 turns)"),
+    Attack("endless-body", endless_body, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "0"},
+           "every answer within 2.1 s (the fallback), no model body still being read after, RSS after near before "
+           "(peak bounded by a response-size limit)", nominal=(20, 5),
+           what="the model's chunked body never ends (bytes until the service hangs up), 10 callers"),
     Attack("slow-body", slow_body, {"SWITCHBOARD_TIMEOUT": "2"},
            "the server closes a trickling body after a few seconds (e.g. 408), normal caller all ok",
-           nominal=(32, 8)),
+           nominal=(32, 8),
+           what="50 clients trickle a body, 1 byte a second"),
+    Attack("recording-big-conversations", recording_big_conversations, {"SWITCHBOARD_TIMEOUT": "1"},
+           "normal caller p50 < 100 ms and 0 later than 1.1 s, as with recording off (large-conversations); no "
+           "broken recorded line", model=False, nominal=(17, 5), prepare=record_dir,
+           what="recording on, 10 clients posting 0.9 MiB conversations, a normal caller every 0.1 s"),
     Attack("client-cancel", client_cancel, {"SWITCHBOARD_TIMEOUT": "2"},
-           "20/20 normal calls routed, no error lines, breaker closed", nominal=(10, 6)),
+           "20/20 normal calls routed, no error lines, breaker closed", nominal=(10, 6),
+           what="200 callers hang up mid-decision"),
+    Attack("full-disk", full_disk, {"SWITCHBOARD_TIMEOUT": "2"},
+           "every caller answered 200 within 2.1 s; 0 Traceback; a full disk logged a bounded number of times (not a "
+           "trace per call); the recording ends with a whole line", model=False, nominal=(15, 5), prepare=tiny_disk,
+           what="recording onto a 64 KiB tmpfs (mounted here; needs root), 150 keep-alive callers"),
+    Attack("health-flood", health_flood, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_SECRET": SECRET},
+           "/healthz pollers cost callers nothing: callers' p50 with the pollers within 50 ms of without, every "
+           "call routed (0 fallback answers), breaker never opens, 0 later than 2.1 s; /healthz p50 a few ms",
+           nominal=(25, 5), prepare=big_catalogue(300, 300),
+           what="300-entry catalogue with hours, 20 unauthenticated /healthz pollers, 20 callers (model 0.5 s)"),
+    Attack("health-flood-1000", health_flood, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_SECRET": SECRET},
+           "as health-flood, with 1,000 entries", nominal=(25, 5), prepare=big_catalogue(1000, 300), smoke=False,
+           what="health-flood with a 1,000-entry catalogue"),
     Attack("reload-storm", reload_storm, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_RELOAD_INTERVAL": "0.1"},
-           "0 non-200, every answer from some catalogue version, service alive", model=False, nominal=(12, 5)),
+           "0 non-200, every answer from some catalogue version, service alive", model=False, nominal=(12, 5),
+           prepare=own_catalogue,
+           what="catalogue rewritten (valid and broken) every 50 ms, SIGHUP every 200 ms, 20 callers"),
+    Attack("fifo-reload", fifo_reload, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_RELOAD_INTERVAL": "0.5"},
+           "callers all answered within 2.1 s, /healthz answers throughout, the pipe refused (reload_failed) and the "
+           "old catalogue kept", model=False, nominal=(12, 5), prepare=own_catalogue,
+           what="the catalogue file replaced by a named pipe, then SIGHUP (and the mtime watcher)"),
+    Attack("reload-big-catalogue", reload_big_catalogue,
+           {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_BREAKER_FAILURES": "0"},
+           "0 answers later than 2.1 s while a 3,000-entry catalogue reloads every 0.5 s", nominal=(25, 6),
+           prepare=big_catalogue(3000, 30),
+           what="3,000-entry catalogue, SIGHUP every 0.5 s, model hanging, 40 callers at a 2 s budget"),
 ]
 BASE_ENV = {"SWITCHBOARD_LOG_FORMAT": "json", "SWITCHBOARD_RELOAD_INTERVAL": "0", "SWITCHBOARD_HEDGE_DELAY": "0"}
 
@@ -913,27 +1464,22 @@ async def sessions() -> AsyncIterator[tuple[aiohttp.ClientSession, aiohttp.Clien
         await fresh.close()
 
 
-def attack_env(attack: Attack, fake_port: int | None, workdir: Path, opts: Options,
-               result: Result) -> dict[str, str]:
+def attack_env(attack: Attack, fake_port: int | None, setup: Setup) -> dict[str, str]:
     env = dict(BASE_ENV)
     if fake_port is not None:
         env.update(OPENAI_BASE_URL=f"http://{HOST}:{fake_port}/v1", OPENAI_API_KEY="chaos", SWITCHBOARD_ROUTER="llm")
     else:
         env["SWITCHBOARD_ROUTER"] = "offline"
-    if attack.name == "reload-storm":  # its own copies of the catalogue and prompt, rewritten under load
-        shutil.copy(opts.repo / "destinations.json", workdir / "destinations.json")
-        shutil.copy(opts.repo / "prompts" / "route.md", workdir / "route.md")
-        env.update(SWITCHBOARD_DESTINATIONS=str(workdir / "destinations.json"),
-                   SWITCHBOARD_PROMPT=str(workdir / "route.md"))
-        result.details["destinations"] = str(workdir / "destinations.json")
+    if attack.prepare is not None:
+        env.update(attack.prepare(setup))
     env.update(attack.env)
     return env
 
 
-async def start_both(attack: Attack, workdir: Path, opts: Options, result: Result) -> tuple[Fake | None, Service]:
+async def start_both(attack: Attack, setup: Setup, opts: Options) -> tuple[Fake | None, Service]:
     """The fake model (if the attack needs one) and the service, started side by side."""
     fake_port = free_port() if attack.model else None
-    env = attack_env(attack, fake_port, workdir, opts, result)
+    env = await asyncio.to_thread(attack_env, attack, fake_port, setup)  # may write big files, or mount
     log = opts.logs / f"{attack.name}.log"
     fake_start: Awaitable[Fake | None] = Fake.start(fake_port) if fake_port else asyncio.sleep(0, None)
     fake, service = await asyncio.gather(fake_start, Service.start(opts.repo, env, log, attack.nofile),
@@ -986,14 +1532,28 @@ class Launch:
 
     attack: Attack
     result: Result
-    workdir: Path
+    setup: Setup
     task: asyncio.Task[tuple[Fake | None, Service]]
+
+    @property
+    def workdir(self) -> Path:
+        return self.setup.workdir
 
     @classmethod
     def start(cls, attack: Attack, opts: Options) -> Launch:
         result = Result(attack.name, float(attack.env.get("SWITCHBOARD_TIMEOUT", "5")), attack.good)
-        workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{attack.name}-"))
-        return cls(attack, result, workdir, asyncio.create_task(start_both(attack, workdir, opts, result)))
+        setup = Setup(Path(tempfile.mkdtemp(prefix=f"chaos-{attack.name}-")), opts.repo, result, [])
+        return cls(attack, result, setup, asyncio.create_task(start_both(attack, setup, opts)))
+
+    def clean_up(self) -> None:
+        """The attack's own cleanups (an unmount), then its directory: after its processes have stopped."""
+        for cleanup in reversed(self.setup.cleanups):
+            try:
+                cleanup()
+            except Exception as exc:
+                print(f"[{self.attack.name}] cleanup failed: {exc}", file=sys.stderr, flush=True)
+        self.setup.cleanups.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     async def abandon(self) -> None:
         """Stop whatever this launch started, without running the attack."""
@@ -1003,10 +1563,24 @@ class Launch:
             await service.stop(5)
             if fake is not None:
                 await fake.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.clean_up()
 
 
-async def run_attack(launch: Launch, opts: Options, settling: Callable[[], None]) -> Result:
+async def stop_launch(launch: Launch, fake: Fake | None, service: Service | None) -> None:
+    """Stop the attack's processes, then its cleanups (an unmount needs the service gone)."""
+    t_stop = time.monotonic()
+    if service is not None:
+        launch.result.stopped = await service.stop(5)
+    if fake is not None:
+        await fake.stop()
+    launch.result.details["stop_s"] = round(time.monotonic() - t_stop, 2)
+    await asyncio.to_thread(launch.clean_up)
+
+
+async def run_attack(launch: Launch, opts: Options, settling: Callable[[], None],
+                     stopping: list[asyncio.Task[None]] | None = None) -> Result:
+    """The attack from its launch to its results. With `stopping`, its processes are stopped in a task added
+    there (the next attack need not wait); else before this returns."""
     attack, result = launch.attack, launch.result
     started = time.monotonic()
     fake: Fake | None = None
@@ -1020,28 +1594,30 @@ async def run_attack(launch: Launch, opts: Options, settling: Callable[[], None]
             result.mem_before = service.rss_mb()
             ctx.log_offset = service.log_size()
             await measure(attack, ctx, opts, settling)
+    except Skipped as exc:
+        result.skipped = str(exc)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"[:300]
         traceback.print_exc(file=sys.stderr)
     finally:
         settling()
-        t_stop = time.monotonic()
-        if service is not None:
-            result.stopped = await service.stop(5)
-        if fake is not None:
-            await fake.stop()
-        result.details["stop_s"] = round(time.monotonic() - t_stop, 2)
-        shutil.rmtree(launch.workdir, ignore_errors=True)
+        if stopping is None:
+            await stop_launch(launch, fake, service)
+        else:
+            stopping.append(asyncio.create_task(stop_launch(launch, fake, service)))
         result.seconds = time.monotonic() - started
     return result
 
 
 class Pipeline:
-    """Runs the attacks one after another; each attack's processes start while the previous one settles."""
+    """Runs the attacks one after another; each attack's processes start while the previous one settles. In
+    --smoke they start while it runs, and stop while the next one runs: the smoke run shows that every attack
+    works, in the least time; the full run measures, with nothing else of its own running."""
 
     def __init__(self, attacks: list[Attack], opts: Options) -> None:
         self.attacks, self.opts = attacks, opts
         self.launches: dict[int, Launch] = {}
+        self.stopping: list[asyncio.Task[None]] = []
 
     def launch(self, index: int) -> None:
         if index < len(self.attacks) and index not in self.launches:
@@ -1052,13 +1628,19 @@ class Pipeline:
         try:
             for i, attack in enumerate(self.attacks):
                 self.launch(i)
+                if self.opts.smoke:  # two ahead: a short attack is over before one service has started
+                    self.launch(i + 1)
+                    self.launch(i + 2)
                 print(f"[{attack.name}] running", file=sys.stderr, flush=True)
-                result = await run_attack(self.launches.pop(i), self.opts, functools.partial(self.launch, i + 1))
-                print(f"[{attack.name}] {result.seconds:.1f} s: {result.check}", file=sys.stderr, flush=True)
+                result = await run_attack(self.launches.pop(i), self.opts, functools.partial(self.launch, i + 1),
+                                          self.stopping if self.opts.smoke else None)
+                said = f"SKIPPED: {result.skipped}" if result.skipped else result.check
+                print(f"[{attack.name}] {result.seconds:.1f} s: {said}", file=sys.stderr, flush=True)
                 results.append(result)
         finally:
             for launch in self.launches.values():
                 await launch.abandon()
+            await asyncio.gather(*self.stopping, return_exceptions=True)
         return results
 
 
@@ -1072,6 +1654,8 @@ def row(r: Result) -> str:
     requests = f"{r.requests}" + (f" (+{r.raw} raw)" if r.raw else "")
     non200 = f"{r.non200}" + (f" ({r.conn_errors} no answer)" if r.conn_errors else "")
     check = r.check
+    if r.skipped:
+        return f"| {r.name} | - | - | - | - | - | SKIPPED: {r.skipped.replace('|', '/')} |"
     if r.error:
         check = f"SCRIPT ERROR: {r.error}; {check}"
     if not r.alive_at_end:
@@ -1097,12 +1681,20 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def attack_list() -> str:
+    width = max(len(a.name) for a in ATTACKS)
+    lines = [f"  {a.name:<{width}}  {a.what}" + ("" if a.smoke else " (not in --smoke)") for a in ATTACKS]
+    return "attacks (each against a fresh service; --only NAME runs one):\n" + "\n".join(lines)
+
+
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=attack_list(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, default=ROOT, help="checkout whose app/ the service runs")
-    parser.add_argument("--smoke", action="store_true", help="every attack, shortened (well under 90 s)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the attacks marked for it, shortened (well under 90 s); see the list below")
     parser.add_argument("--only", action="append", choices=[a.name for a in ATTACKS], metavar="NAME",
-                        help="run only this attack (repeatable): " + ", ".join(a.name for a in ATTACKS))
+                        help="run only this attack (repeatable; with --smoke, shortened); see the list below")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--logs", type=Path, help="keep each attack's service log in this directory")
     return parser.parse_args()
@@ -1117,7 +1709,8 @@ def import_payloads(repo: Path) -> None:
 
 
 async def run_all(opts: Options, names: list[str] | None) -> list[Result]:
-    return await Pipeline([a for a in ATTACKS if not names or a.name in names], opts).run()
+    chosen = [a for a in ATTACKS if a.name in names] if names else [a for a in ATTACKS if a.smoke or not opts.smoke]
+    return await Pipeline(chosen, opts).run()
 
 
 def run(coroutine: Awaitable[list[Result]]) -> list[Result]:
