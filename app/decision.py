@@ -111,10 +111,10 @@ class Decider:
                 "the catalogue has none for this assistant")}
             decision.total_ms = (time.monotonic() - started) * 1000
             return decision
-        nominal = started + self.timeout - RESERVE_S
-        deadline = self.in_flight.reserve(nominal, started + (nominal - started) * MIN_ROUTER_SHARE)
-        try:
-            async with asyncio.timeout_at(_loop_deadline(deadline)):
+        deadline = started + self.timeout - RESERVE_S
+        slot = self.in_flight.reserve(deadline, started + (deadline - started) * MIN_ROUTER_SHARE)
+        try:  # in_flight cuts it earlier (through its timeout) only while the model hangs and many fall due at once
+            async with asyncio.timeout_at(_loop_deadline(deadline)) as slot.timeout:
                 choice = await self._with_retries(_Run(query, deadline, decision))
         except TimeoutError:
             decision.outcome, decision.failure = "timeout", "timeout"
@@ -130,7 +130,7 @@ class Decider:
         else:
             self._accept(decision, choice, query)
         finally:
-            self.in_flight.release(deadline)
+            self.in_flight.release(slot)
         if decision.failure is not None:
             self._rescue(decision, query)
         decision.total_ms = (time.monotonic() - started) * 1000
