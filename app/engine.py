@@ -13,20 +13,20 @@ from typing import Any
 
 import openai
 
-from .breaker import CircuitBreaker
-from .catalogue import HANDOFF, TRANSFER, Catalogue
-from .conversation import extract, render
-from .deadlines import InFlight
-from .decision import Decider, Decision
-from .hedging import Hedging
-from .hours import moment
-from .llm_router import Endpoint, LLMRouter, ServerTraits
-from .offline_router import OfflineRouter
-from .payload import DestinationRequest
-from .router import Query, Router
-from .routing import ConfigError, Routing
-from .settings import Settings
-from .transfers import unreachable
+from app.catalogue.destinations import HANDOFF, TRANSFER, Catalogue
+from app.catalogue.hours import moment
+from app.decision.breaker import CircuitBreaker
+from app.decision.deadlines import InFlight
+from app.decision.decider import Decider, Decision
+from app.decision.hedging import Hedging
+from app.loading import ConfigError, Routing
+from app.routers.base import Query, Router
+from app.routers.llm import Endpoint, LLMRouter, ServerTraits
+from app.routers.offline import OfflineRouter
+from app.settings import Settings
+from app.vapi.conversation import extract, render
+from app.vapi.messages import DestinationRequest
+from app.vapi.transfers import unreachable
 
 
 def make_client(settings: Settings, base_url: str | None = None) -> openai.AsyncOpenAI:

@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT))
 import httpx2  # noqa: E402
 import openai  # noqa: E402
 
-from app.conversation import extract, render  # noqa: E402
 from app.engine import build_engine  # noqa: E402
-from app.llm_router import Endpoint, LLMRouter, ServerTraits  # noqa: E402
-from app.payload import parse_request  # noqa: E402
-from app.routing import load_routing  # noqa: E402
+from app.loading import load_routing  # noqa: E402
+from app.routers.llm import Endpoint, LLMRouter, ServerTraits  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from app.vapi.conversation import extract, render  # noqa: E402
+from app.vapi.messages import parse_request  # noqa: E402
 from tests.service_process import ServiceProcess  # noqa: E402
 from tests.vapi_payloads import transfer_request  # noqa: E402
 

@@ -3,9 +3,9 @@
 Usage: python scripts/extract_vapi_schemas.py ../shared/vapi/openapi.json
 
 Writes self-contained files (every `$ref` they need copied in, refs rewritten to `#/$defs/...`):
-- app/data/vapi_destinations.json: the three transfer destination kinds and the two handoff destination kinds,
+- app/vapi/data/vapi_destinations.json: the three transfer destination kinds and the two handoff destination kinds,
   used to validate the catalogue at load.
-- app/data/vapi_message_types.json: every server message type Vapi defines (the metrics' fixed label set).
+- app/vapi/data/vapi_message_types.json: every server message type Vapi defines (the metrics' fixed label set).
 - tests/data/vapi_transfer_response.json and tests/data/vapi_handoff_response.json: the answers to a
   transfer-destination-request and a handoff-destination-request, which every answer the test suite
   produces is validated against.
@@ -110,8 +110,8 @@ def main(path: str) -> None:
     spec = json.loads(Path(path).read_text())
     spec["components"]["schemas"] = correct(spec["components"]["schemas"])
     source = "VapiAI/docs fern/apis/api/openapi.json, as of 2026-08-18"
-    write("app/data/vapi_destinations.json", bundle(spec, TRANSFER_KINDS + HANDOFF_KINDS, {}, source))
-    write("app/data/vapi_message_types.json", {
+    write("app/vapi/data/vapi_destinations.json", bundle(spec, TRANSFER_KINDS + HANDOFF_KINDS, {}, source))
+    write("app/vapi/data/vapi_message_types.json", {
         "$comment": f"Every server message type in Vapi's openapi.json ({source}), by "
                     "scripts/extract_vapi_schemas.py; do not edit by hand.",
         "types": message_types(spec["components"]["schemas"])})

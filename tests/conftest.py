@@ -19,7 +19,7 @@ import httpx2
 import jsonschema
 import pytest
 
-from app.app import create_app
+from app.service.app import create_app
 from app.settings import Settings
 from tests import vapi_sdk
 from tests.fake_openai import FakeOpenAI, ServerThread

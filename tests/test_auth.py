@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from app.auth import Authenticator, AuthError
+from app.service.auth import Authenticator, AuthError
 from app.settings import Settings
 from tests.vapi_payloads import transfer_request
 

@@ -116,8 +116,8 @@ def test_unreadable_tool_arguments_are_no_hint(service, arguments):
 
 
 def test_readable_arguments_object_with_nested_values_is_a_short_hint():
-    from app.conversation import extract
-    from app.payload import parse_request
+    from app.vapi.conversation import extract
+    from app.vapi.messages import parse_request
 
     nested: object = 1
     for _ in range(150):

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from app.catalogue import load
-from app.conversation import Conversation, Turn
-from app.decision import CircuitBreaker, Decider
-from app.router import Choice, InvalidAnswer, ModelError, Query
+from app.catalogue.destinations import load
+from app.decision.decider import CircuitBreaker, Decider
+from app.routers.base import Choice, InvalidAnswer, ModelError, Query
+from app.vapi.conversation import Conversation, Turn
 from tests.conftest import ROOT, decision_logs
 from tests.fake_openai import HANG, answer, status
 from tests.vapi_payloads import transfer_request

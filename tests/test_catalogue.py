@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.catalogue import CatalogueError, load, parse
+from app.catalogue.destinations import CatalogueError, load, parse
 from tests.conftest import ROOT
 
 SAMPLE = json.loads((ROOT / "destinations.json").read_text())

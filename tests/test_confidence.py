@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from app.confidence import TokenLogprob, id_span, measure, probability
+from app.routers.confidence import TokenLogprob, id_span, measure, probability
 from tests.conftest import decision_logs
 from tests.fake_openai import answer
 from tests.vapi_payloads import transfer_request

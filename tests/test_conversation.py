@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.conversation import NoConversation, extract, render
-from app.payload import PayloadError, parse_request
+from app.vapi.conversation import NoConversation, extract, render
+from app.vapi.messages import PayloadError, parse_request
 from tests.vapi_payloads import transfer_request
 
 TURNS = [("bot", "Hi, Brightline here."), ("user", "My bill is wrong."), ("bot", "Sorry to hear."),
@@ -59,7 +59,7 @@ def test_long_call_keeps_opening_caller_turns_and_the_end():
 def test_work_is_bounded_by_the_window_not_the_body(monkeypatch):
     """Reported: a 1 MiB body of ~31,000 turns was validated twice in full and ranked turn by turn (0.8-1.1 s
     of CPU). Only the messages the window reaches are validated, once each."""
-    import app.conversation as conversation
+    import app.vapi.conversation as conversation
 
     seen: list[int] = []
     real = conversation.typed_item

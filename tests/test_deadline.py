@@ -24,13 +24,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app import deadlines
-from app.deadlines import InFlight, Slot
-from app.decision import Decision
+from app.decision import deadlines
+from app.decision.deadlines import InFlight, Slot
+from app.decision.decider import Decision
 from app.engine import Clients, Runtime, build_engine
-from app.payload import parse_request
-from app.routing import load_routing
+from app.loading import load_routing
 from app.settings import Settings
+from app.vapi.messages import parse_request
 from tests.conftest import ROOT
 from tests.fake_openai import HANG, Behaviour, FakeOpenAI, answer, status
 from tests.vapi_payloads import transfer_request

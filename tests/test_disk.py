@@ -17,11 +17,11 @@ import httpx2
 import pytest
 from click.testing import CliRunner
 
-from app.catalogue import load
-from app.decision import Decision
-from app.evaluation import iter_cases
-from app.labelling import _rows
-from app.recording import Recorder
+from app.catalogue.destinations import load
+from app.dataset.labelling import _rows
+from app.dataset.recording import Recorder
+from app.decision.decider import Decision
+from app.evaluation.run import iter_cases
 from tests.conftest import ROOT
 from tests.service_process import ServiceProcess
 from tests.vapi_payloads import transfer_request
@@ -110,9 +110,9 @@ CHILD = """
 import os, resource, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from app.catalogue import load
-from app.decision import Decision
-from app.recording import Recorder
+from app.catalogue.destinations import load
+from app.decision.decider import Decision
+from app.dataset.recording import Recorder
 from tests.vapi_payloads import transfer_request
 recorder = Recorder(Path({directory!r}))
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))  # no file of this process may grow past it

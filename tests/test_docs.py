@@ -29,14 +29,14 @@ def block_after(heading: str, lang: str) -> str:
 def test_readme_catalogue_example_is_valid():
     import json
 
-    from app.catalogue import parse
+    from app.catalogue.destinations import parse
 
     catalogue = parse(json.loads(block_after("## The catalogue", "json")))
     assert {e.destination["type"] for e in catalogue.entries if e.destination} == {"number", "sip", "assistant"}
 
 
 def test_readme_prompt_example_is_valid():
-    from app.prompt import parse
+    from app.routers.prompt import parse
 
     text = block_after("## Routing prompts", "markdown").replace("You route phone calls for ...", "Route.")
     prompt = parse(text)

@@ -17,8 +17,8 @@ import httpx2
 import pytest
 from click.testing import CliRunner
 
-from app.catalogue import Catalogue
-from app.health import HOURS_REFRESH, HealthPage
+from app.catalogue.destinations import Catalogue
+from app.service.health import HOURS_REFRESH, HealthPage
 from tests.conftest import ROOT, decision_logs
 from tests.service_process import ServiceProcess
 from tests.vapi_payloads import transfer_request
@@ -182,7 +182,7 @@ def test_healthz_shows_a_change_at_once(service_factory, catalogue_path):
     """Cached, but never stale about what changed: a new catalogue, or the breaker."""
     import logging
 
-    from app.app import reload
+    from app.service.app import reload
 
     service = service_factory(router="offline")
     assert "sales" in json.dumps(service.client.get("/healthz").json()["hours"])
@@ -216,7 +216,7 @@ def test_health_page_reuses_its_body_until_something_changes(service_factory, mo
 
 def test_metrics_rendering_is_spaced_by_its_own_cost(monkeypatch):
     """/metrics asked in a loop renders at most about a tenth of the time (74 ms a render at 3,000 series)."""
-    from app import metrics as metrics_mod
+    from app.service import metrics as metrics_mod
 
     rendered = []
     monkeypatch.setattr(metrics_mod, "generate_latest", lambda registry: rendered.append(1) or b"x")
@@ -314,7 +314,7 @@ def test_route_at_a_time_outside_the_range_is_a_clear_error(at):
 
 
 def test_hours_at_datetime_min_and_max_never_raise():
-    from app.hours import parse
+    from app.catalogue.hours import parse
 
     for zone in ("America/Los_Angeles", "Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"):
         hours = parse({"timezone": zone, "open": {"mon": "09:00-09:01"}, "closed": ["9999-12-27"]}, None)

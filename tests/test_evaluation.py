@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from app.evaluation import CallResult, percentile, score
+from app.evaluation.run import CallResult, percentile, score
 from tests.conftest import ROOT
 from tests.fake_openai import allowed_ids, answer
 from tests.vapi_payloads import transfer_request

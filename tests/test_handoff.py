@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from app.catalogue import CatalogueError, parse
+from app.catalogue.destinations import CatalogueError, parse
 from tests.conftest import ROOT, decision_logs
 from tests.fake_openai import HANG, answer
 from tests.vapi_payloads import earlier_transfer, handoff_request, transfer_request

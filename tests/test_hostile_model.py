@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from app import confidence, llm_router
-from app.catalogue import Catalogue
-from app.router import InvalidAnswer, Usage
+from app.catalogue.destinations import Catalogue
+from app.routers import confidence
+from app.routers import llm as llm_router
+from app.routers.base import InvalidAnswer, Usage
 from tests.conftest import decision_logs
 from tests.fake_openai import answer, completion, content, endless, huge, raw, status, token_logprobs, trickle
 from tests.vapi_payloads import transfer_request
@@ -314,7 +315,7 @@ def test_when_the_rescue_fails_too_the_answer_is_an_error_body(llm_service, fake
 
 
 def test_a_failing_offline_rescue_after_a_model_error(llm_service, fake, log_records, monkeypatch):
-    from app.offline_router import OfflineRouter
+    from app.routers.offline import OfflineRouter
 
     def rank(self, query):
         raise RuntimeError("offline router bug")

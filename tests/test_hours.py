@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.catalogue import CatalogueError, parse
-from app.hours import HoursError, moment
-from app.hours import parse as parse_hours
+from app.catalogue.destinations import CatalogueError, parse
+from app.catalogue.hours import HoursError, moment
+from app.catalogue.hours import parse as parse_hours
 from tests.conftest import ROOT, decision_logs
 from tests.fake_openai import answer
 from tests.vapi_payloads import transfer_request
@@ -226,14 +226,14 @@ def test_catalogue_parse_error_class_is_hours_error_inside():
 def test_timestamps_at_the_ends_of_the_range_are_no_moment(stamp):
     """Years 1 and 9999 (and anything a year of looking ahead would take past them) are refused, not used: the
     request is decided as of its receipt."""
-    from app.hours import read_moment
+    from app.catalogue.hours import read_moment
 
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert read_moment(stamp) is None and moment(stamp, now) == now
 
 
 def test_the_range_kept_is_wide():
-    from app.hours import EARLIEST, LATEST, read_moment
+    from app.catalogue.hours import EARLIEST, LATEST, read_moment
 
     assert read_moment(int(EARLIEST.timestamp() * 1000)) == EARLIEST
     assert read_moment(int(LATEST.timestamp() * 1000)) == LATEST
@@ -243,7 +243,7 @@ def test_the_range_kept_is_wide():
 
 def test_opening_times_near_the_ends_of_the_range_never_raise():
     """An instant outside the range (route --at 9999-12-31) is moved inside it, never an OverflowError."""
-    from app.hours import LATEST
+    from app.catalogue.hours import LATEST
 
     hours = parse_hours({"timezone": "Pacific/Kiritimati", "open": {"mon": "09:00-10:00"}}, None)
     far = dt.datetime.max.replace(tzinfo=dt.UTC)

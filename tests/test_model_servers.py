@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from app.hedging import Hedging
+from app.decision.hedging import Hedging
 from tests.conftest import decision_logs
 from tests.fake_openai import answer, content, status
 from tests.vapi_payloads import transfer_request

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from app.catalogue import parse
-from app.conversation import extract, render
-from app.offline_router import OfflineRouter, stem, tokens
-from app.payload import parse_request
-from app.router import Query
+from app.catalogue.destinations import parse
+from app.routers.base import Query
+from app.routers.offline import OfflineRouter, stem, tokens
+from app.vapi.conversation import extract, render
+from app.vapi.messages import parse_request
 from tests.test_catalogue import SAMPLE
 from tests.vapi_payloads import transfer_request
 

@@ -151,7 +151,7 @@ def test_a_reload_keeps_the_learned_output_mode(llm_service, fake, log_records):
     """Reported: after each reload every call made one refused json_schema request again."""
     import logging
 
-    from app.app import reload
+    from app.service.app import reload
 
     fake.json_schema_supported = False
     fake.default = answer("billing")
@@ -167,7 +167,7 @@ def slow_load(monkeypatch):
     """Make reloads wait, in whatever thread runs them, until the test lets them go."""
     import threading
 
-    import app.app as app_module
+    import app.service.app as app_module
 
     started, release, calls = threading.Event(), threading.Event(), []
     real = app_module.load_routing
@@ -208,7 +208,7 @@ def test_a_burst_of_reload_requests_compiles_twice(service_factory, monkeypatch,
     import asyncio
     import logging
 
-    from app.app import Reloads
+    from app.service.app import Reloads
 
     service = service_factory(router="offline")
     started, release, calls = slow_load(monkeypatch)
@@ -231,7 +231,7 @@ def test_a_burst_of_reload_requests_compiles_twice(service_factory, monkeypatch,
 def test_a_reload_of_unchanged_files_compiles_nothing(service_factory, log_records):
     import logging
 
-    from app.app import reload
+    from app.service.app import reload
 
     service = service_factory(router="offline")
     before = service.state.engine
@@ -248,7 +248,7 @@ def test_a_reload_builds_nothing_tied_to_an_event_loop(llm_service):
     import threading
     import types
 
-    from app.app import _build
+    from app.service.app import _build
 
     service = llm_service()
     state = service.state

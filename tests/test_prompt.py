@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.catalogue import parse as parse_catalogue
-from app.prompt import PromptError, compile_all, load, parse
+from app.catalogue.destinations import parse as parse_catalogue
+from app.routers.prompt import PromptError, compile_all, load, parse
 from tests.conftest import ROOT
 from tests.test_catalogue import SAMPLE
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.catalogue import CatalogueError, parse
+from app.catalogue.destinations import CatalogueError, parse
 from tests.test_catalogue import SAMPLE
 from tests.vapi_payloads import transfer_request
 

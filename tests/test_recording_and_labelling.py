@@ -11,10 +11,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from app.catalogue import load
-from app.decision import Decision
-from app.labelling import label_file
-from app.recording import REDACTED, Recorder, RecordingError, keep, redact_text
+from app.catalogue.destinations import load
+from app.dataset.labelling import label_file
+from app.dataset.recording import REDACTED, Recorder, RecordingError, keep, redact_text
+from app.decision.decider import Decision
 from tests.conftest import ROOT
 from tests.vapi_payloads import transfer_request
 
@@ -297,7 +297,7 @@ def big_conversation(chars: int = 900_000) -> dict:
 
 
 def replayed(row_or_message: dict, engine):
-    from app.payload import parse_request
+    from app.vapi.messages import parse_request
 
     message = row_or_message["payload"]["message"] if "payload" in row_or_message else row_or_message
     return engine.query(parse_request(message))
@@ -306,7 +306,7 @@ def replayed(row_or_message: dict, engine):
 def test_a_big_conversation_is_recorded_as_the_window_the_router_saw(service_factory, tmp_path):
     """Reported: beside clients posting 0.9 MiB conversations, recording took normal callers' median from 28 ms
     to 514-611 ms: every record redacted and wrote the whole body."""
-    from app.payload import parse_request
+    from app.vapi.messages import parse_request
 
     service = service_factory(router="offline", record_dir=tmp_path, record_redact=False)
     body = big_conversation()
@@ -329,7 +329,7 @@ def test_recording_waits_for_no_disk(service_factory, tmp_path, monkeypatch):
     import http.client
     import threading
 
-    import app.recording as recording
+    import app.dataset.recording as recording
 
     release = threading.Event()
     real_locked = recording.locked
@@ -359,12 +359,12 @@ def test_recording_waits_for_no_disk(service_factory, tmp_path, monkeypatch):
 def test_a_recorded_window_replays_to_what_the_router_saw(budget):
     """Every call of the shipped datasets (all three views, hints, handoffs, per-assistant subsets), recorded
     and replayed: the same turns, hint, and allowed and left-out destinations, even when the window is small."""
+    from app.dataset.recording import window
     from app.engine import build_engine
-    from app.evaluation import iter_cases
-    from app.payload import parse_json, parse_request
-    from app.recording import window
-    from app.routing import load_routing
+    from app.evaluation.run import iter_cases
+    from app.loading import load_routing
     from app.settings import Settings
+    from app.vapi.messages import parse_json, parse_request
 
     settings = Settings(router="offline", destinations=ROOT / "destinations.json", conversation_chars=budget)
     engine = build_engine(settings, load_routing(settings), None)
@@ -383,7 +383,7 @@ def test_a_recorded_window_replays_to_what_the_router_saw(budget):
 @pytest.mark.parametrize("later", [60, 5000])
 def test_a_failed_destination_stays_out_after_many_later_transfers(service_factory, tmp_path, log_records, later):
     """Reported: with more than 50 later transfers the failed one was no longer read, and billing came back."""
-    from app.payload import parse_request
+    from app.vapi.messages import parse_request
     from tests.conftest import decision_logs
     from tests.vapi_payloads import earlier_transfer
 

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from app import report
 from app.cli import cli
+from app.evaluation import report
 from tests.conftest import ROOT
 from tests.fake_openai import FakeOpenAI, allowed_ids, answer
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from app.statistics import (
+from app.evaluation.statistics import (
     DEFAULT_THRESHOLDS,
     ScoredCall,
     calibration,

@@ -1,0 +1,1 @@
+"""The catalogue of allowed destinations (destinations.json) and their business hours."""

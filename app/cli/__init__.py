@@ -1,0 +1,97 @@
+"""The `switchboard` command. Each subcommand lives in a module of its own and is imported only when it
+runs, so `switchboard --help` does not load the model client, the web framework or the schema validator.
+
+Domain errors become one readable line and exit code 2 at this boundary, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from app import __version__
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+# name: (module, attribute, one line for the command list)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "serve": ("app.cli.serve", "serve", "Answer Vapi's destination requests (the webhook service)."),
+    "route": ("app.cli.route", "route", "Decide one saved webhook body, as the service would."),
+    "check": ("app.cli.check", "check", "Check settings, catalogue and prompt, as serve does at start-up."),
+    "label": ("app.dataset.labelling", "label_command", "Label recorded calls in the terminal."),
+    "eval": ("app.cli.eval", "eval_command", "Measure prompts, models and routers on labelled calls."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):  # from the table above: listing them imports nothing
+            formatter.write_dl([(name, line) for name, (_, _, line) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="switchboard")
+def cli() -> None:
+    """Switchboard answers Vapi's transfer- and handoff-destination requests with a destination from your
+    catalogue (destinations.json), chosen by an LLM or, with no key, by the offline router.
+
+    \b
+    The loop, in a fresh clone:
+      switchboard serve                                      # answer webhooks on 127.0.0.1:8000
+      SWITCHBOARD_RECORD_DIR=recordings switchboard serve    # ... and record every answered call
+      switchboard label recordings/calls-*.jsonl             # label the recorded calls
+      switchboard eval datasets/sample.jsonl -r offline      # measure a router on labelled calls
+      switchboard eval datasets/sample.jsonl -r offline -o eval-out --baseline eval-out/results.json
+
+    Settings are environment variables (SWITCHBOARD_*, OPENAI_API_KEY, OPENAI_BASE_URL), or lines in a .env
+    file in the working directory; flags override both. `switchboard COMMAND --help` shows each command's
+    examples; the README lists every setting and its default.
+    """
+
+
+def fail(message: str) -> NoReturn:
+    click.secho(f"Error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's to fix (a setting, the catalogue, the prompt, a body, a dataset)."""
+    from app.catalogue.destinations import CatalogueError
+    from app.loading import ConfigError
+    from app.routers.prompt import PromptError
+    from app.settings import SettingsError
+    from app.vapi.messages import PayloadError
+
+    return CatalogueError, PromptError, ConfigError, SettingsError, PayloadError
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from the environment and .env, flags winning; a bad value is one line and exit 2; an unknown
+    SWITCHBOARD_* name is a warning with a guess."""
+    from app.settings import Settings, SettingsError, unknown_variables
+
+    try:
+        settings = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        fail(str(exc))
+    for name in unknown_variables():
+        click.secho(f"Warning: {name} is not a Switchboard setting; it is ignored", fg="yellow", err=True)
+    return settings
+
+
+def main() -> None:
+    cli()

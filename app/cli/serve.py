@@ -1,0 +1,59 @@
+"""`switchboard serve`: the webhook service under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from app.cli import fail, settings_from, user_errors
+
+
+@click.command()
+@click.option("--host", help="Interface to listen on; 0.0.0.0 for outside traffic.  [default: SWITCHBOARD_HOST, "
+              "else 127.0.0.1]")
+@click.option("--port", type=int, help="Port, 1 to 65535.  [default: SWITCHBOARD_PORT, else 8000]")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes; each keeps its own model client and recording file; metrics are shared.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Answer Vapi's transfer- and handoff-destination requests on POST /webhook.
+
+    Without OPENAI_API_KEY or OPENAI_BASE_URL the offline router decides; with either, the LLM does.
+
+    \b
+    Examples:
+      switchboard serve
+      switchboard serve --host 0.0.0.0 --port 8080 --workers 2
+      SWITCHBOARD_SECRET=$(openssl rand -hex 32) switchboard serve
+      curl -s localhost:8000/healthz                      # from a second terminal
+    """
+    from app import logs
+    from app.service import server
+
+    try:
+        metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
+    except server.ServeError as exc:
+        fail(str(exc))
+    import uvicorn
+
+    from app.service.app import create_app
+
+    settings = settings_from(host=host, port=port)
+    logs.setup(settings.log_format, settings.log_level)
+    refusals: tuple[type[Exception], ...] = (*user_errors(), server.ServeError)
+    try:
+        create_app(settings)  # fail fast, in this process, on a broken catalogue, prompt or settings
+        server.check_port_free(settings.host, settings.port)
+    except refusals as exc:
+        fail(str(exc))
+    fd_limit = server.raise_fd_limit()
+    options = server.uvicorn_options(settings, fd_limit)
+    if options["limit_concurrency"] < settings.max_connections:
+        logs.event(logging.getLogger(logs.LOGGER), "connection_limit_lowered", logging.WARNING,
+                   wanted=settings.max_connections, allowed=options["limit_concurrency"], open_file_limit=fd_limit,
+                   hint="raise the open-file limit (ulimit -n, or LimitNOFILE= in systemd)")
+    try:
+        uvicorn.run("app.service.asgi:build", factory=True, host=settings.host, port=settings.port, workers=workers,
+                    **options)
+    finally:
+        server.cleanup_metrics_dir(metrics_dir, made)

@@ -1,0 +1,1 @@
+"""The dataset loop: recording answered requests, the file lock, and labelling."""

@@ -1,0 +1,200 @@
+"""`switchboard label FILE...`: label recorded calls in the terminal.
+
+Each label is written back at once, under the lock recording takes to append: the file is read again, the
+one row is changed, and a temporary copy is renamed over it (with the file's mode and owner). Calls recorded
+while labelling are kept, and an interruption (Ctrl-C, a closed terminal, a crash) never loses or truncates
+a line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app import files
+from app.catalogue.destinations import NONE
+from app.dataset.locking import locked
+from app.vapi.conversation import NoConversation, extract, render
+from app.vapi.messages import PayloadError, parse_json, parse_request
+
+
+class LabelError(Exception):
+    """A file cannot be labelled; the message names the file and line."""
+
+
+class _Decided(BaseModel):
+    model_config = ConfigDict(extra="allow", title="decision")
+    chosen: str | None = None
+
+
+class _Row(BaseModel):
+    """What labelling reads of a row; the rest is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+    expected: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    decision: _Decided | None = None
+
+
+FIX = "fix or remove the line, then label again"
+
+
+def _rows(path: Path, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        for n, line, complete in files.lines(path, files.DATASET_LINE_BYTES):
+            try:
+                row = _Row.model_validate_json(line)  # bounded nesting, unlike json.loads (a RecursionError)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                field = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "json_invalid":
+                    if not complete:
+                        warn(f"{path}:{n}: skipped: the last line is cut off (a write that did not finish)")
+                        continue
+                    raise LabelError(f"{path}:{n}: not JSON ({err['msg'].removeprefix('Invalid JSON: ')}); {FIX}") \
+                        from None
+                if not field and err["type"] == "model_type":
+                    raise LabelError(f"{path}:{n}: a row must be a JSON object, got {_json_type(err.get('input'))}; "
+                                     f"{FIX}") from None
+                raise LabelError(f"{path}:{n}: {field or 'row'}: {err['msg']}; {FIX}") from None
+            rows.append(row.model_dump())
+    except files.FileProblem as exc:
+        raise LabelError(f"{exc}; give the JSON Lines files recording wrote (calls-*.jsonl)") from None
+    except OSError as exc:
+        raise LabelError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return rows
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "true or false", type(None): "null"}.get(type(value), "a number")
+
+
+def write_atomically(path: Path, lines: list[bytes]) -> None:
+    """Replace `path` with `lines` through a temporary file and a rename, keeping its mode and owner."""
+    before = path.stat()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.writelines(lines)
+            f.flush()
+            os.chmod(tmp, before.st_mode & 0o7777)  # mkstemp makes it 0600
+            if hasattr(os, "chown") and (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+                with contextlib.suppress(PermissionError):  # only root may give a file away; the mode stays
+                    os.chown(tmp, before.st_uid, before.st_gid)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_label(path: Path, row_id: str, label: str) -> bool:
+    """Set `expected` on the row with this id, as the file is now. False if the row is gone. Every other line
+    is written back byte for byte (a cut-off last line included: it stays last, where readers skip it)."""
+    with locked(path):
+        lines: list[bytes] = []
+        fd = files.open_regular(path)
+        with os.fdopen(fd, "rb") as f:
+            while raw := f.readline(files.DATASET_LINE_BYTES + 1):
+                lines.append(raw)
+        for i, raw in enumerate(lines):
+            if row_id.encode() not in raw and b"\\" not in raw:  # cheap: most rows are not the one
+                continue
+            try:
+                row = pydantic_core.from_json(raw)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and row.get("id") == row_id:
+                row["expected"] = label
+                lines[i] = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+                write_atomically(path, lines)
+                return True
+    return False
+
+
+def conversation_text(row: dict[str, Any]) -> str:
+    try:
+        request = parse_request(parse_json(json.dumps(row.get("payload", {})).encode()))
+        return render(extract(request, budget_chars=4000))
+    except (PayloadError, NoConversation) as exc:
+        return f"(no conversation: {exc})"
+
+
+def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None],
+               warn: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Go through unlabelled rows; returns counts of labelled, skipped and remaining rows."""
+    counts = {"labelled": 0, "skipped": 0}
+    with locked(path):
+        rows = _rows(path, warn or show)
+    todo = [row for row in rows if not row.get("expected")]
+    for n, row in enumerate(todo, start=1):
+        decided = (row.get("decision") or {}).get("chosen") or ""
+        show(f"\n--- {n}/{len(todo)}  {row.get('id')}  tags: {', '.join(row.get('tags', [])) or '-'}")
+        show(conversation_text(row))
+        show(f"recorded decision: {decided or '(none recorded)'}")
+        while True:
+            answer = ask(f"[Enter] accept {decided or '-'} | an id | s skip | q quit").strip()
+            if answer == "q":
+                return {**counts, "remaining": len(todo) - n + 1}
+            if answer == "s":
+                counts["skipped"] += 1
+                break
+            label = answer or decided
+            if label in valid:
+                if save_label(path, str(row.get("id")), label):
+                    counts["labelled"] += 1
+                else:
+                    show(f"{row.get('id')} is no longer in {path}; not saved")
+                break
+            show(f"'{label}' is not an id; choose one of: {', '.join(sorted(valid))}")
+    return {**counts, "remaining": 0}
+
+
+@click.command("label")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def label_command(files: tuple[Path, ...]) -> None:
+    """Label recorded calls: Enter accepts the recorded decision, an id corrects it, s skips, q quits.
+
+    Recording writes one file per process; give them all. Calls recorded while you label are kept.
+
+    \b
+    Example:
+      SWITCHBOARD_RECORD_DIR=recordings switchboard serve   # calls are recorded as they come
+      switchboard label recordings/calls-*.jsonl
+    """
+    from app.catalogue.destinations import CatalogueError
+    from app.cli import fail, settings_from
+    from app.loading import load_catalogue
+
+    settings = settings_from()
+    try:
+        catalogue = load_catalogue(settings.destinations)
+    except CatalogueError as exc:
+        fail(str(exc))
+    valid = {*catalogue.ids, NONE}
+    totals = {"labelled": 0, "skipped": 0, "remaining": 0}
+    for file in files:
+        try:
+            counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
+                                click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
+        except (KeyboardInterrupt, click.Abort, EOFError):
+            click.echo("\nstopped; every label given so far is saved")
+            return
+        except LabelError as exc:
+            fail(str(exc))
+        totals = {k: totals[k] + counts[k] for k in totals}
+        if counts["remaining"]:
+            break
+    click.echo(f"labelled {totals['labelled']}, skipped {totals['skipped']}, left {totals['remaining']}")

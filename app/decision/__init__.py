@@ -1,0 +1,1 @@
+"""The decision: the time budget, retries, hedging, the circuit breaker and the failure policy."""

@@ -1,0 +1,114 @@
+"""What the service routes with, read from files (the catalogue and the prompt), and the start-up checks that
+`serve` and `check` share: everything that can be known to be wrong before the first call arrives.
+
+Kept free of the model client and the web framework, so `switchboard check` stays quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.catalogue import destinations as catalogue_mod
+from app.catalogue.destinations import Catalogue, CatalogueError
+from app.files import FileProblem, read_regular
+from app.routers import prompt as prompt_mod
+from app.routers.prompt import CompiledPrompt, Prompt, PromptError
+from app.settings import Settings
+
+# The most a catalogue or prompt file may hold. A constant, not a setting: the catalogue goes into the model's
+# prompt, and 3,000 short entries (0.5 MB, some 125,000 tokens) already fill a large context window, so 8 MiB
+# is far past any catalogue that can work; the cap bounds what one reload reads, parses and compiles (about
+# 16 times the 0.3 s a 3,000-entry catalogue takes). Raise it here if an offline-only catalogue ever needs more.
+MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The settings cannot work together; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What is read from files: replaced as a whole on reload."""
+
+    catalogue: Catalogue
+    prompt: Prompt
+    compiled: dict[tuple[str, ...], CompiledPrompt]
+    digest: str = ""  # of the files' bytes: a reload that finds the same files has nothing to compile
+
+
+def _read(path: Path, setting: str, missing: str, error: type[Exception]) -> bytes:
+    """A catalogue or prompt file's bytes: a regular file (a named pipe would block whoever reads it) of at
+    most MAX_FILE_BYTES."""
+    try:
+        return read_regular(path, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise error(f"{path}: file not found; {missing}") from None
+    except FileProblem as exc:
+        raise error(f"{exc}; set {setting} to a regular file of at most {MAX_FILE_BYTES // 1048576} MiB") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+
+
+def _text(path: Path, data: bytes, error: type[Exception]) -> str:
+    """UTF-8, with line ends read as `Path.read_text` reads them."""
+    try:
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+
+
+def _catalogue(path: Path, data: bytes) -> Catalogue:
+    try:
+        parsed = json.loads(_text(path, data, CatalogueError))
+    except json.JSONDecodeError as exc:
+        raise CatalogueError(f"{path}: not valid JSON: {exc}") from None
+    return catalogue_mod.parse(parsed, str(path))
+
+
+def _read_catalogue(path: Path) -> bytes:
+    return _read(path, "SWITCHBOARD_DESTINATIONS", "set SWITCHBOARD_DESTINATIONS or create it (see README, "
+                 "'The catalogue')", CatalogueError)
+
+
+def _read_prompt(path: Path) -> bytes:
+    return _read(path, "SWITCHBOARD_PROMPT", "set SWITCHBOARD_PROMPT to a file in prompts/", PromptError)
+
+
+def load_catalogue(path: Path) -> Catalogue:
+    return _catalogue(path, _read_catalogue(path))
+
+
+def load_routing(settings: Settings, current: Routing | None = None) -> Routing:
+    """Reads and compiles (touching no event loop, so a reload runs it in a thread). Returns `current` itself
+    when the files hold what it was built from: a SIGHUP with nothing changed compiles nothing."""
+    catalogue_bytes = _read_catalogue(settings.destinations)
+    prompt_bytes = _read_prompt(settings.prompt)
+    digest = hashlib.sha256(b"%d:%b%b" % (len(catalogue_bytes), catalogue_bytes, prompt_bytes)).hexdigest()
+    if current is not None and current.digest == digest:
+        return current
+    catalogue = _catalogue(settings.destinations, catalogue_bytes)
+    if settings.on_llm_failure == "fallback" and not catalogue.fallback:
+        raise CatalogueError(f"{settings.destinations}: fallback: SWITCHBOARD_ON_LLM_FAILURE=fallback needs a "
+                             "top-level \"fallback\" id in the catalogue")
+    prompt = prompt_mod.parse(_text(settings.prompt, prompt_bytes, PromptError), str(settings.prompt))
+    return Routing(catalogue, prompt, prompt_mod.compile_all(prompt, catalogue), digest)
+
+
+def startup_checks(settings: Settings) -> Routing:
+    """Everything `serve` refuses to start on, short of binding the port. Raises CatalogueError, PromptError
+    or ConfigError with the fix in the message."""
+    routing = load_routing(settings)
+    if settings.router_choice()[0] == "llm" and not settings.llm_configured:
+        raise ConfigError("SWITCHBOARD_ROUTER=llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
+                          "OpenAI-compatible server); or set SWITCHBOARD_ROUTER=offline")
+    if settings.record_dir is not None:
+        from app.dataset.recording import Recorder, RecordingError
+
+        try:
+            Recorder(settings.record_dir, settings.record_redact)
+        except RecordingError as exc:
+            raise ConfigError(str(exc)) from None
+    return routing

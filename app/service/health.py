@@ -1,0 +1,51 @@
+"""GET /healthz's answer, at a cost per request that does not grow with the catalogue.
+
+Which entries are open (and when the closed ones open) takes a pass over the whole catalogue: done on every
+request, 20 pollers against a 1,000-entry catalogue kept the event loop busy enough that model answers came
+late, the breaker opened and every call got the fallback. So the hours are computed at most once a second
+(and at once when a reload brings a new catalogue), and the rendered body is kept until something it shows
+changes. /healthz needs no credentials: load balancers and orchestrators call it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from app import __version__
+
+if TYPE_CHECKING:
+    from app.engine import Engine
+
+HOURS_REFRESH = 1.0  # seconds the open/closed state is reused: opening hours have minute granularity
+STARTING = json.dumps({"status": "starting", "version": __version__}).encode()
+
+
+class HealthPage:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._engine: Engine | None = None
+        self._hours: dict[str, Any] = {}
+        self._hours_until = 0.0
+        self._key: tuple[Any, ...] | None = None
+        self._body = STARTING
+
+    def render(self, engine: Engine | None, breaker: str) -> tuple[bytes, int]:
+        """The body and status: 200 once the engine is built, 503 before."""
+        if engine is None:
+            return STARTING, 503
+        now = self.clock()
+        if engine is not self._engine or now >= self._hours_until:  # `is`: comparing engines compares catalogues
+            self._hours = engine.catalogue.hours_now(dt.datetime.now(dt.UTC))
+            self._hours_until = now + HOURS_REFRESH
+            self._engine, self._key = engine, None
+        described = engine.describe()  # a few fields, some learned as the process runs (output mode, confidence)
+        key = (breaker, *described.items())
+        if key != self._key:
+            body = {"status": "ok", "version": __version__, **described, "hours": self._hours, "breaker": breaker}
+            self._body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            self._key = key
+        return self._body, 200
