@@ -1,7 +1,7 @@
-"""Print the README's settings table from app/settings.py, the one source of truth.
+"""Print the settings table of docs/operations.md from app/settings.py, the one source of truth.
 
-    python scripts/settings_table.py   # paste between the settings-table markers in README.md
-tests/test_docs.py fails when the README's table differs from this output.
+    python scripts/settings_table.py   # paste between the settings-table markers in docs/operations.md
+tests/test_docs.py fails when the page's table differs from this output.
 """
 
 from __future__ import annotations
