@@ -53,15 +53,21 @@ def read_regular(path: Path, limit: int) -> bytes:
     """The whole of a regular file of at most `limit` bytes. Raises FileNotFoundError, FileProblem or OSError."""
     fd = open_regular(path)
     try:
-        size = os.fstat(fd).st_size
-        if size > limit:
-            raise FileProblem(f"{path}: {size:,} bytes is over the limit of {limit:,} bytes")
+        before = os.fstat(fd)
+        if before.st_size > limit:
+            raise FileProblem(f"{path}: {before.st_size:,} bytes is over the limit of {limit:,} bytes")
         chunks, total = [], 0
         while chunk := os.read(fd, min(CHUNK, limit + 1 - total)):  # it may grow while read: stop past the limit
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
                 raise FileProblem(f"{path}: over the limit of {limit:,} bytes")
+        after = os.fstat(fd)
+        # A file rewritten in place while it was read can yield the start of one version and the end of the next:
+        # valid JSON that nobody wrote (seen under chaos.py's reload-storm). Refuse it; the next reload reads it whole.
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or total != after.st_size:
+            raise FileProblem(f"{path}: changed while it was being read; replace it atomically (write a new file, "
+                              "then rename it over the old one), or reload again")
         return b"".join(chunks)
     finally:
         os.close(fd)

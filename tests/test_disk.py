@@ -369,3 +369,28 @@ def test_files_refuse_what_is_not_a_regular_file(tmp_path):
     (tmp_path / "f").write_bytes(b"x" * 101)
     with pytest.raises(files.FileProblem, match="101 bytes is over the limit of 100 bytes"):
         files.read_regular(tmp_path / "f", 100)
+
+
+def test_a_file_rewritten_while_read_is_refused_not_spliced(tmp_path, monkeypatch):
+    # chaos.py's reload-storm rewrote the catalogue in place while a reload read it in chunks: the start of one
+    # version and the end of the next made valid JSON that nobody wrote, and its numbers were answered.
+    from app import files
+
+    path = tmp_path / "destinations.json"
+    path.write_bytes(b"a" * (files.CHUNK * 2))
+    real_read = files.os.read
+    reads = []
+
+    def read_then_rewrite(fd: int, n: int) -> bytes:
+        chunk = real_read(fd, n)
+        reads.append(len(chunk))
+        if len(reads) == 1:  # another writer rewrites the file in place between two chunks
+            with open(path, "r+b") as f:
+                f.write(b"b" * (files.CHUNK * 3))
+        return chunk
+
+    monkeypatch.setattr(files.os, "read", read_then_rewrite)
+    with pytest.raises(files.FileProblem, match="changed while it was being read"):
+        files.read_regular(path, files.CHUNK * 10)
+    monkeypatch.setattr(files.os, "read", real_read)
+    assert files.read_regular(path, files.CHUNK * 10) == b"b" * (files.CHUNK * 3)  # whole, once it is still
