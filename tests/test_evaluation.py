@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from app.evaluation.run import CallResult, percentile, score
+from app.evaluation.results import CallResult, ClassScore, Latency, RunResult, Tokens
+from app.evaluation.score import percentile, score
 from tests.conftest import ROOT
 from tests.fake_openai import allowed_ids, answer
 from tests.vapi_payloads import transfer_request
@@ -28,40 +29,40 @@ def test_metrics_match_a_hand_computed_example():
     results = [r("a", "a", 10), r("a", "a", 20), r("a", "b", 30), r("b", "b", 40), r("none", "none", 50),
                r("none", "a", 60), r("b", "error", 70, "timeout", "timeout")]
     m = score(results, ["a", "b"], "gpt-4.1-mini")
-    assert m["accuracy"] == pytest.approx(4 / 7)
-    a, b, none = (m["per_destination"][k] for k in ("a", "b", "none"))
+    assert m.accuracy == pytest.approx(4 / 7)
+    a, b, none = (m.per_destination[k] for k in ("a", "b", "none"))
     # a: tp 2, fp 1 (none->a), fn 1 (a->b): P 2/3, R 2/3
-    assert (a["precision"], a["recall"], a["support"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3), 3)
+    assert (a.precision, a.recall, a.support) == (pytest.approx(2 / 3), pytest.approx(2 / 3), 3)
     # b: tp 1, fp 1 (a->b), fn 1 (b->error): P 1/2, R 1/2
-    assert (b["precision"], b["recall"], b["f1"]) == (0.5, 0.5, 0.5)
+    assert (b.precision, b.recall, b.f1) == (0.5, 0.5, 0.5)
     # none: tp 1, fp 0, fn 1: P 1, R 1/2, F1 2/3
-    assert (m["none_precision"], m["none_recall"], none["f1"]) == (1.0, 0.5, pytest.approx(2 / 3))
-    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.5 + 2 / 3) / 3)
-    assert m["confusion"]["a"]["b"] == 1 and m["confusion"]["none"]["a"] == 1 and m["confusion"]["b"]["error"] == 1
-    assert (m["errors"], m["timeouts"]) == (1, 1)
-    assert m["latency_ms"] == {"p50": 40.0, "p95": pytest.approx(67.0), "max": 70.0}
-    assert m["tokens"] == {"prompt": 700, "completion": 35, "cached": 0}
-    assert m["cost_usd"] == pytest.approx((700 * 0.40 + 35 * 1.60) / 1e6)
+    assert (m.none_precision, m.none_recall, none.f1) == (1.0, 0.5, pytest.approx(2 / 3))
+    assert m.macro_f1 == pytest.approx((2 / 3 + 0.5 + 2 / 3) / 3)
+    assert m.confusion["a"]["b"] == 1 and m.confusion["none"]["a"] == 1 and m.confusion["b"]["error"] == 1
+    assert (m.errors, m.timeouts) == (1, 1)
+    assert m.latency_ms == Latency(p50=40.0, p95=pytest.approx(67.0), max=70.0)
+    assert m.tokens == Tokens(prompt=700, completion=35, cached=0)
+    assert m.cost_usd == pytest.approx((700 * 0.40 + 35 * 1.60) / 1e6)
     # Wilson interval for 4 of 7, by hand: centre (4 + 1.96^2/2) / (7 + 1.96^2) = 5.9208 / 10.8415 = 0.5461,
     # half-width 1.96 * sqrt(4*3/7 + 1.96^2/4) / 10.8415 = 1.96 * sqrt(1.7143 + 0.9604) / 10.8415 = 0.2957
-    assert m["accuracy_ci"] == [pytest.approx(0.2504, abs=1e-3), pytest.approx(0.8418, abs=1e-3)]
-    assert m["scores"] is None  # no router score in these results
+    assert m.accuracy_ci == (pytest.approx(0.2504, abs=1e-3), pytest.approx(0.8418, abs=1e-3))
+    assert m.scores is None  # no router score in these results
 
 
 def test_no_support_is_none_not_zero():
     m = score([r("a", "a")], ["a", "b"], None)
-    assert m["per_destination"]["b"] == {"precision": None, "recall": None, "f1": None, "support": 0, "predicted": 0}
-    assert m["none_precision"] is None and m["none_recall"] is None
+    assert m.per_destination["b"] == ClassScore(precision=None, recall=None, f1=None, support=0, predicted=0)
+    assert m.none_precision is None and m.none_recall is None
 
 
 def test_calibration_and_sweep_for_scored_results():
     results = [r("a", "a", score=0.9), r("a", "a", score=0.85), r("b", "a", score=0.55), r("none", "b", score=0.2)]
-    s = score(results, ["a", "b"], None, threshold_setting="SWITCHBOARD_OFFLINE_THRESHOLD", threshold=0.4)["scores"]
-    assert s["setting"] == "SWITCHBOARD_OFFLINE_THRESHOLD" and s["scored"] == 4
+    s = score(results, ["a", "b"], None, threshold_setting="SWITCHBOARD_OFFLINE_THRESHOLD", threshold=0.4).scores
+    assert s is not None and s.setting == "SWITCHBOARD_OFFLINE_THRESHOLD" and s.scored == 4
     # bins: 0.2 wrong, 0.55 wrong, 0.85 and 0.9 right: ECE = (0.2 + 0.55 + (1 - 0.85) + (1 - 0.9)) / 4 = 0.25
-    assert s["calibration"]["ece"] == pytest.approx(0.25)
-    row = next(row for row in s["sweep"]["rows"] if row["threshold"] == 0.6)
-    assert row["answered_count"] == 2 and row["accuracy_answered"] == 1.0 and row["accuracy"] == 0.75
+    assert s.calibration.ece == pytest.approx(0.25)
+    row = next(row for row in s.sweep.rows if row.threshold == 0.6)
+    assert row.answered_count == 2 and row.accuracy_answered == 1.0 and row.accuracy == 0.75
 
 
 def test_percentile_interpolates():
@@ -212,16 +213,26 @@ def test_duplicate_ids_stop_the_run(tmp_path):
 
 @pytest.mark.parametrize(("content", "words"), [
     ("not json", "not JSON"),
-    ('{"created": "x"}', "combinations: Field required"),
-    ('{"combinations": [{"name": "x", "metrics": {}}]}', "has no metrics.accuracy"),
-    ("[]", "Input should be a valid dictionary"),
+    ('{"created": "x"}', "combinations: missing"),
+    ('{"combinations": []}', "no combinations in it"),
+    ('{"combinations": [{"name": "x", "metrics": {}}]}', "combinations[0].metrics.accuracy: missing"),
+    ('{"combinations": [{"name": "x", "metrics": {"accuracy": "0.9"}}]}',
+     "combinations[0].metrics.accuracy: must be a number, got a string"),
+    ("[]", "the file: must be a JSON object, got an array"),
+    # both were a traceback and exit 1 (a KeyError pairing calls; a RecursionError reading the file)
+    ('{"combinations": [{"name": "x", "metrics": {"accuracy": 0.5}, "calls": [{"id": "a"}]}]}',
+     "combinations[0].calls[0].expected: missing"),
+    ("[" * 100_000, "not JSON (nested too deeply)"),
 ])
 def test_a_bad_baseline_is_exit_2_with_a_message(tmp_path, content, words):
-    """Reported: tracebacks and exit 1, which CI reads as a failed gate."""
+    """Reported: tracebacks and exit 1, which CI reads as a failed gate. Each is one line naming the field and
+    the fix, and exit 2."""
     baseline = tmp_path / "b.json"
     baseline.write_text(content)
     result = run(["eval", SAMPLE, "-r", "offline", "--baseline", str(baseline)])
     assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.output, result.output
+    assert "give the results.json an earlier `switchboard eval -o DIR` wrote" in result.stderr
+    assert result.stderr.startswith(f"Error: --baseline {baseline}: ") and result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(("content", "words"), [
@@ -355,3 +366,72 @@ def test_a_dataset_line_is_read_only_up_to_a_limit(tmp_path, monkeypatch):
         assert result.exit_code == 2, result.output
         assert f"{path}:2: the line is longer than 10,000 bytes, the most one line may hold" in result.stderr
     assert files.DATASET_LINE_BYTES == 10_000 and 16 * 1024 * 1024 > 1_048_576  # (the real limit: 16 MiB)
+
+
+# --- results.json: the typed contract ----------------------------------------------------------------------------
+
+# Written by `switchboard eval` before results.json had a typed contract (so this is the format users' baselines are
+# in): the offline router on datasets/sample.jsonl; and a mixed run (/tmp/results-tools/mixed.py): two LLM prompts
+# without scores (--repeat 2, one failing call), the offline router, --fit-threshold, and a baseline with one
+# combination that had no calls.
+FIXTURES = [ROOT / "tests/data/results-sample.json", ROOT / "tests/data/results-mixed.json"]
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=["sample", "mixed"])
+def test_results_json_reads_and_writes_back_byte_for_byte(path):
+    text = path.read_text()
+    run = RunResult.from_json(text)
+    assert run.to_json() == text
+    assert RunResult.from_dict(json.loads(text)) == run
+
+
+def test_the_mixed_fixture_has_every_shape_of_the_format():
+    """So the round trip above covers them: optional keys present and absent, both forms of each."""
+    run = RunResult.from_json(FIXTURES[1].read_text())
+    llm, _, offline = run.combinations
+    assert run.best == offline.name and offline.vs_best is None and llm.vs_best is not None
+    assert llm.vs_baseline is not None and llm.vs_baseline.paired_calls is None and llm.vs_baseline.fixed is None
+    assert offline.vs_baseline is not None and offline.vs_baseline.paired_calls == 12
+    assert llm.fit is not None and not llm.fit.fitted and llm.metrics.scores is None
+    assert offline.fit is not None and offline.fit.fitted and offline.fit.setting == "SWITCHBOARD_OFFLINE_THRESHOLD"
+    assert offline.metrics.scores is not None and offline.metrics.scores.sweep.rows
+    assert any(c.failure and c.predicted == "error" for c in llm.calls) and all(len(c.runs) == 2 for c in llm.calls)
+    assert llm.metrics.cost_usd is not None and offline.metrics.cost_usd is None
+    text = run.to_json()
+    assert '"paired_calls"' in text and text.count('"vs_best"') == 2 and text.count('"fit"') == 3
+
+
+def test_the_baseline_rule_same_name_else_its_best_else_its_first():
+    run = RunResult.from_json(FIXTURES[1].read_text())
+    assert run.reference_for("offline").name == "offline"
+    assert run.reference_for("gpt-4.1-mini / route").name == "gpt-4.1-mini / route"
+    assert run.reference_for("a new prompt").name == run.best == "offline"
+    run.best = None
+    assert run.reference_for("a new prompt") is run.combinations[0]
+
+
+def test_a_results_json_from_an_earlier_version_still_serves_as_baseline(tmp_path):
+    """Before accuracy intervals, scores and cached tokens were recorded, results.json lacked them; it is read
+    with those left empty, compared and gated on what it has."""
+    doc = json.loads(FIXTURES[0].read_text())
+    combo = doc["combinations"][0]
+    for key in ("correct", "accuracy_ci", "declined", "scores", "seconds"):
+        del combo["metrics"][key]
+    del combo["metrics"]["tokens"]["cached"]
+    for v in combo["metrics"]["by_tag"].values():
+        del v["accuracy_ci"]
+    for v in combo["metrics"]["per_destination"].values():
+        del v["predicted"]
+    for call in combo["calls"]:
+        for key in ("score", "candidate", "answered", "excerpt", "cached_tokens"):
+            del call[key]
+    del doc["best"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    out = tmp_path / "o"
+    result = run(["eval", SAMPLE, "-r", "offline", "--baseline", str(old), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    vs = json.loads((out / "results.json").read_text())["combinations"][0]["vs_baseline"]
+    assert (vs["paired_calls"], vs["fixed"], vs["broken"]) == (66, 0, 0)
+    read = RunResult.from_json(old.read_text()).combinations[0]
+    assert read.metrics.accuracy_ci is None and read.metrics.scores is None and read.calls[0].score is None

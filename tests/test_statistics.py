@@ -11,6 +11,7 @@ import pytest
 
 from app.evaluation.statistics import (
     DEFAULT_THRESHOLDS,
+    CalibrationBin,
     ScoredCall,
     calibration,
     fit_threshold,
@@ -128,25 +129,26 @@ def test_calibration_hand_example():
     # bin 5: count 1, mean 0.55, accuracy 1       -> 1/4 * 0.45 = 0.1125
     # ECE = 0.2125 + 0.0375 + 0.1125 = 0.3625
     result = calibration([0.95, 0.9, 0.15, 0.55], [True, False, False, True])
-    assert result["ece"] == pytest.approx(0.3625)
-    bins = result["bins"]
+    assert result.ece == pytest.approx(0.3625)
+    bins = result.bins
     assert len(bins) == 10
-    assert [b["count"] for b in bins] == [0, 1, 0, 0, 0, 1, 0, 0, 0, 2]
-    assert bins[9]["low"] == 0.9
-    assert bins[9]["high"] == 1.0
-    assert bins[9]["mean_score"] == pytest.approx(0.925)
-    assert bins[9]["accuracy"] == 0.5
-    assert bins[1]["accuracy"] == 0.0
-    assert bins[0] == {"low": 0.0, "high": 0.1, "count": 0, "mean_score": None, "accuracy": None}
-    json.dumps(result)
+    assert [b.count for b in bins] == [0, 1, 0, 0, 0, 1, 0, 0, 0, 2]
+    assert bins[9].low == 0.9
+    assert bins[9].high == 1.0
+    assert bins[9].mean_score == pytest.approx(0.925)
+    assert bins[9].accuracy == 0.5
+    assert bins[1].accuracy == 0.0
+    assert bins[0] == CalibrationBin(low=0.0, high=0.1, count=0, mean_score=None, accuracy=None)
+    assert json.loads(json.dumps(asdict(result)))["bins"][0] == {"low": 0.0, "high": 0.1, "count": 0,
+                                                                 "mean_score": None, "accuracy": None}
 
 
 def test_calibration_edges():
     # 1.0 goes in the last bin; perfectly calibrated extremes give ECE 0
     result = calibration([1.0, 0.0], [True, False], bins=4)
-    assert [b["count"] for b in result["bins"]] == [1, 0, 0, 1]
-    assert result["ece"] == 0.0
-    assert calibration([], [])["ece"] is None
+    assert [b.count for b in result.bins] == [1, 0, 0, 1]
+    assert result.ece == 0.0
+    assert calibration([], []).ece is None
     with pytest.raises(ValueError):
         calibration([1.2], [True])
     with pytest.raises(ValueError):
@@ -158,9 +160,9 @@ def test_calibration_bin_edges_are_consistent(bins):
     # each score falls in the bin whose reported [low, high) holds it (1.0 in the last), despite float rounding
     for i in range(101):
         score = i / 100
-        [row] = [b for b in calibration([score], [True], bins=bins)["bins"] if b["count"]]
-        assert row["low"] <= score
-        assert score < row["high"] or (score == 1.0 and row["high"] == 1.0)
+        [row] = [b for b in calibration([score], [True], bins=bins).bins if b.count]
+        assert row.low <= score
+        assert score < row.high or (score == 1.0 and row.high == 1.0)
 
 
 # --- threshold sweep and fit ---------------------------------------------------------------------------------

@@ -7,82 +7,41 @@ catalogue, prompt, dataset, baseline or prices file.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.cli import fail, settings_from, user_errors
+
+if TYPE_CHECKING:
+    from app.evaluation.results import CombinationResult, RunResult
 
 DEFAULT_CACHE = Path(".switchboard-cache/answers.sqlite")
 THRESHOLD_SETTINGS = {"offline": "SWITCHBOARD_OFFLINE_THRESHOLD", "llm": "SWITCHBOARD_MIN_CONFIDENCE"}
 
 
-class GateFailed(Exception):
-    pass
-
-
-class _BaselineCombination(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
-    metrics: dict[str, Any]
-    calls: list[dict[str, Any]] = []
-
-
-class _Baseline(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    combinations: list[_BaselineCombination]
-    best: str | None = None
-
-
-def read_baseline(path: Path) -> dict[str, Any]:
+def _read_baseline(path: Path) -> RunResult:
     """A results.json from an earlier `eval -o DIR`; anything else is exit 2 with what is wrong."""
+    from app.evaluation.errors import EvaluationError
+    from app.evaluation.results import read_results
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        doc = _Baseline.model_validate(data)
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"--baseline {path}: cannot read it ({exc})")
-    except json.JSONDecodeError as exc:
-        fail(f"--baseline {path}: not JSON ({exc.msg}, line {exc.lineno}); give the results.json an earlier "
-             "`switchboard eval -o DIR` wrote")
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        fail(f"--baseline {path}: {'.'.join(map(str, err['loc'])) or 'the file'}: {err['msg']}; give the "
-             "results.json an earlier `switchboard eval -o DIR` wrote")
-    for combo in doc.combinations:
-        if not isinstance(combo.metrics.get("accuracy"), int | float):
-            fail(f"--baseline {path}: combination {combo.name!r} has no metrics.accuracy; give the results.json an "
-                 "earlier `switchboard eval -o DIR` wrote")
-    if not doc.combinations:
-        fail(f"--baseline {path}: no combinations in it")
-    return doc.model_dump()
+        return read_results(path)
+    except EvaluationError as exc:
+        fail(f"--baseline {exc}")
 
 
-def read_prices(path: Path) -> dict[str, tuple[float, ...]]:
-    """{"model": [input, output] or [input, output, cached input]} in USD per million tokens."""
+def _read_prices(path: Path) -> dict[str, tuple[float, ...]]:
+    from app.evaluation.errors import EvaluationError
+    from app.evaluation.score import read_prices
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"--prices {path}: cannot read it ({exc})")
-    except json.JSONDecodeError as exc:
-        fail(f"--prices {path}: not JSON ({exc.msg}, line {exc.lineno})")
-    shape = 'like {"gpt-4.1-mini": [0.40, 1.60, 0.10]} (USD per million input, output and cached input tokens)'
-    if not isinstance(data, dict):
-        fail(f"--prices {path}: must be a JSON object {shape}")
-    out: dict[str, tuple[float, ...]] = {}
-    for model, price in data.items():
-        ok = isinstance(price, list) and len(price) in (2, 3) and all(
-            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in price)
-        if not ok:
-            fail(f"--prices {path}: {model!r}: {price!r} is not 2 or 3 non-negative numbers; write it {shape}")
-        out[model] = tuple(float(x) for x in price)
-    return out
+        return read_prices(path)
+    except EvaluationError as exc:
+        fail(f"--prices {exc}")
 
 
 @click.command("eval")
@@ -136,7 +95,9 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
     from rich.console import Console
 
     from app.evaluation import report
-    from app.evaluation.run import PRICES, DatasetError
+    from app.evaluation.compare import GateFailed, compare_run, fit_thresholds, gate
+    from app.evaluation.run import DatasetError
+    from app.evaluation.score import PRICES
 
     settings = settings_from()
     chosen = tuple(r.lower() for r in routers) or (settings.router_choice()[0],)
@@ -147,24 +108,24 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
              "OPENAI_API_KEY or OPENAI_BASE_URL set), or leave them out")
     if target_precision is not None and not fit_threshold:
         fail("--target-precision goes with --fit-threshold")
-    price_table: dict[str, tuple[float, ...]] = {**PRICES, **(read_prices(prices) if prices else {})}
-    base = read_baseline(baseline) if baseline else None
+    price_table: dict[str, tuple[float, ...]] = {**PRICES, **(_read_prices(prices) if prices else {})}
+    base = _read_baseline(baseline) if baseline else None
     console = Console(stderr=True)
     refusals: tuple[type[Exception], ...] = (*user_errors(), DatasetError)
     try:
-        doc = asyncio.run(_run(settings, list(datasets), prompts, models, chosen, concurrency, repeat,
+        run = asyncio.run(_run(settings, list(datasets), prompts, models, chosen, concurrency, repeat,
                                None if no_cache else cache_path, price_table, console))
     except refusals as exc:
         fail(str(exc))
-    _compare(doc, base, str(baseline) if baseline else None)
+    compare_run(run, base, str(baseline) if baseline else None)
     if fit_threshold:
-        _fit(doc, target_precision)
-    report.print_summary(doc, Console())
+        fit_thresholds(run, target_precision)
+    report.print_summary(run, Console())
     if out:
-        for path in report.write(doc, out):
+        for path in report.write(run, out):
             click.echo(f"wrote {path}")
     try:
-        gate(doc, min_accuracy, lower_bound, base, tolerance)
+        gate(run, min_accuracy, lower_bound, base, tolerance)
     except GateFailed as exc:
         click.secho(f"GATE FAILED: {exc}", fg="red", err=True)
         raise SystemExit(1) from None
@@ -172,17 +133,18 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
 
 async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], models: tuple[str, ...],
                routers: tuple[str, ...], concurrency: int, repeat: int, cache_path: Path | None,
-               prices: dict[str, tuple[float, ...]], console: Any) -> dict[str, Any]:
+               prices: dict[str, tuple[float, ...]], console: Any) -> RunResult:
     from app.engine import Clients, Engine, build_engine
-    from app.evaluation import report
     from app.evaluation.cache import AnswerCache
-    from app.evaluation.run import check_dataset, evaluate, result_rows, score
+    from app.evaluation.results import CombinationResult, RunResult, best_index
+    from app.evaluation.run import check_dataset, evaluate
+    from app.evaluation.score import score
     from app.loading import load_routing
 
     first = load_routing(settings.model_copy(update={"prompt": prompts[0]}) if prompts else settings)
     total = check_dataset(datasets, first.catalogue.ids,
                           lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
-    combos: list[dict[str, Any]] = []
+    combos: list[CombinationResult] = []
     cache = AnswerCache(cache_path) if cache_path else None
     clients: Clients | None = None
     try:
@@ -199,26 +161,25 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
                         for i, engine in enumerate(engines):
                             _with_cache(engine, cache, i)
                     name = _unique("offline" if router == "offline" else f"{model} / {routing.prompt.name}",
-                                   routing.prompt.hash, {c["name"] for c in combos})
+                                   routing.prompt.hash, {c.name for c in combos})
                     started = time.monotonic()
                     with _progress(console, name, total) as tick:
                         results = await evaluate(engines, datasets, concurrency=concurrency, progress=tick)
                     threshold = settings.offline_threshold if router == "offline" else settings.min_confidence
                     metrics = score(results, list(routing.catalogue.ids), model if router == "llm" else None, prices,
                                     threshold_setting=THRESHOLD_SETTINGS[router], threshold=threshold)
-                    metrics["seconds"] = round(time.monotonic() - started, 2)
-                    combos.append({"name": name, "router": router, "model": model if router == "llm" else None,
-                                   "prompt": routing.prompt.name if router == "llm" else None,
-                                   "prompt_hash": routing.prompt.hash if router == "llm" else None,
-                                   "metrics": metrics, "calls": result_rows(results)})
+                    metrics.seconds = round(time.monotonic() - started, 2)
+                    combos.append(CombinationResult(name, router, model if router == "llm" else None,
+                                                    routing.prompt.name if router == "llm" else None,
+                                                    routing.prompt.hash if router == "llm" else None, metrics,
+                                                    results))
     finally:
         if clients is not None:
             await clients.close()
         if cache is not None:
             cache.close()
-    return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "datasets": [str(d) for d in datasets], "combinations": combos,
-            "best": combos[report.best_index(combos)]["name"]}
+    return RunResult(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), [str(d) for d in datasets], combos,
+                     combos[best_index(combos)].name)
 
 
 def _unique(name: str, prompt_hash: str, taken: set[str]) -> str:
@@ -278,75 +239,3 @@ class _progress:
             self.bar.stop()
         seconds = time.monotonic() - self.started
         self.console.print(f"{self.name}: {self.total} calls in {seconds:.1f} s", highlight=False)
-
-
-def _compare(doc: dict[str, Any], baseline: dict[str, Any] | None, baseline_path: str | None) -> None:
-    """Each combination against the baseline (the same name, else the baseline's best), and each against this
-    run's best: calls fixed and broken, paired by call id, with the exact McNemar p-value."""
-    from app.evaluation.run import compare
-
-    combos = doc["combinations"]
-    best = next(c for c in combos if c["name"] == doc["best"])
-    for combo in combos:
-        if combo is not best:
-            combo["vs_best"] = compare(combo["calls"], best["calls"], best["name"])
-        if baseline is not None:
-            by_name = {c["name"]: c for c in baseline["combinations"]}
-            ref = by_name.get(combo["name"]) or by_name.get(baseline.get("best") or "") or baseline["combinations"][0]
-            if ref.get("calls"):
-                combo["vs_baseline"] = compare(combo["calls"], ref["calls"], f"{baseline_path} ({ref['name']})")
-            else:
-                combo["vs_baseline"] = {"against": f"{baseline_path} ({ref['name']})", "fixed": None, "broken": None,
-                                        "p_value": None, "verdict": "the baseline has no per-call results to pair"}
-
-
-def _fit(doc: dict[str, Any], target_precision: float | None) -> None:
-    from app.evaluation import statistics as stats
-    from app.evaluation.run import CallResult, scored_calls
-
-    for combo in doc["combinations"]:
-        if not combo["metrics"].get("scores"):
-            combo["fit"] = {"recommendation": None, "reason": "this router gave no scores (an LLM server without "
-                            "log-probabilities)", "warning": None}
-            continue
-        results = [CallResult(**{k: v for k, v in c.items() if k in CallResult.__slots__}) for c in combo["calls"]]
-        fit = stats.fit_threshold(scored_calls(results), target_precision)
-        current = combo["metrics"]["scores"].get("current")
-        if target_precision is None and fit.threshold is not None and current is not None:
-            # A tie with the setting in use: keep it (ties otherwise go to the lowest threshold).
-            now = stats.threshold_sweep(scored_calls(results), [current]).rows
-            if now and fit.accuracy is not None and now[0].accuracy >= fit.accuracy - 1e-12:
-                fit = dataclasses.replace(fit, threshold=current, answered=now[0].answered,
-                                          accuracy_answered=now[0].accuracy_answered,
-                                          reason=f"the current setting ({current:g}) is already among the most "
-                                                 "accurate thresholds")
-        setting = THRESHOLD_SETTINGS[combo["router"]]
-        combo["fit"] = {**fit.__dict__, "setting": setting,
-                        "recommendation": f"{setting}={fit.threshold:g}" if fit.threshold is not None else None}
-
-
-def gate(doc: dict[str, Any], min_accuracy: float | None, lower_bound: bool, baseline: dict[str, Any] | None,
-         tolerance: float) -> None:
-    problems = []
-    for combo in doc["combinations"]:
-        m = combo["metrics"]
-        acc = m["accuracy_ci"][0] if lower_bound else m["accuracy"]
-        what = "accuracy's 95% lower bound" if lower_bound else "accuracy"
-        if min_accuracy is not None and acc < min_accuracy:
-            problems.append(f"{combo['name']}: {what} {acc:.3f} < --min-accuracy {min_accuracy}")
-    if baseline is not None:
-        base_by_name = {c["name"]: c for c in baseline["combinations"]}
-        best = base_by_name.get(baseline.get("best") or "") or baseline["combinations"][0]
-        for combo in doc["combinations"]:
-            ref = base_by_name.get(combo["name"], best)
-            m, r = combo["metrics"], ref["metrics"]
-            if m["accuracy"] < r["accuracy"] - tolerance:
-                problems.append(f"{combo['name']}: accuracy {m['accuracy']:.3f} dropped from {r['accuracy']:.3f}")
-            for dest, v in m["per_destination"].items():
-                old = (r.get("per_destination") or {}).get(dest)
-                if old and old.get("support") and v["support"] and old.get("recall") is not None and \
-                        v["recall"] is not None and v["recall"] < old["recall"] - tolerance:
-                    problems.append(f"{combo['name']}: recall of {dest} {v['recall']:.3f} dropped from "
-                                    f"{old['recall']:.3f}")
-    if problems:
-        raise GateFailed("; ".join(problems))

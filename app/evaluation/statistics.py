@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
 
 NONE = "none"  # the label / prediction meaning "do not transfer" (same spelling as app.catalogue.NONE)
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -89,7 +88,8 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 # --- calibration ---------------------------------------------------------------------------------------------
 
 
-class CalibrationBin(TypedDict):
+@dataclass(frozen=True)
+class CalibrationBin:
     low: float
     high: float
     count: int
@@ -97,7 +97,8 @@ class CalibrationBin(TypedDict):
     accuracy: float | None  # None for an empty bin
 
 
-class Calibration(TypedDict):
+@dataclass(frozen=True)
+class Calibration:
     ece: float | None  # None when there are no scores
     bins: list[CalibrationBin]
 
@@ -141,9 +142,9 @@ def calibration(scores: Sequence[float], correct: Sequence[bool], bins: int = 10
         accuracy = right[i] / count if count else None
         if mean_score is not None and accuracy is not None:
             ece += count / total * abs(accuracy - mean_score)
-        rows.append({"low": i / bins, "high": (i + 1) / bins, "count": count,
-                     "mean_score": mean_score, "accuracy": accuracy})
-    return {"ece": ece if total else None, "bins": rows}
+        rows.append(CalibrationBin(low=i / bins, high=(i + 1) / bins, count=count, mean_score=mean_score,
+                                   accuracy=accuracy))
+    return Calibration(ece=ece if total else None, bins=rows)
 
 
 # --- thresholds ----------------------------------------------------------------------------------------------
