@@ -20,9 +20,10 @@ from app.decision.deadlines import InFlight
 from app.decision.decider import Decider, Decision
 from app.decision.hedging import Hedging
 from app.loading import ConfigError, Routing
-from app.routers.base import Query, Router
-from app.routers.llm import Endpoint, LLMRouter, ServerTraits
+from app.routers.base import Parts, Query, Router
+from app.routers.llm import LLMRouter, ServerTraits
 from app.routers.offline import OfflineRouter
+from app.routers.registry import UnknownRouter, build_routers, spec_for
 from app.settings import Settings
 from app.vapi.conversation import extract, render
 from app.vapi.messages import DestinationRequest
@@ -134,22 +135,24 @@ def confidence_state(logprobs: str, minimum: float) -> str:
 
 
 def build_engine(settings: Settings, routing: Routing, clients: Clients | None,
-                 runtime: Runtime | None = None, router_name: str | None = None) -> Engine:
-    """`runtime` belongs to the process, not to one catalogue: pass the same one on reload."""
+                 runtime: Runtime | None = None, router_name: str | None = None,
+                 wrap: Callable[[Router], Router] | None = None) -> Engine:
+    """`runtime` belongs to the process, not to one catalogue: pass the same one on reload. `router_name`: a
+    name in the registry (app.routers.registry), else the settings choose. `wrap`: what decides with the
+    router built here instead of it (evaluation's answer cache), so the engine and its decider use one router."""
     runtime = runtime or Runtime(hedging=Hedging(settings.hedge_delay, settings.hedge_max_share))
     name, why = (router_name, f"--router {router_name}") if router_name else settings.router_choice()
-    offline = OfflineRouter.for_catalogue(routing.catalogue, settings.offline_threshold)
-    router: Router
-    if name == "llm":
-        if clients is None:
-            raise ConfigError("The LLM router needs a model client: set OPENAI_API_KEY or OPENAI_BASE_URL.")
-        secondary = None
-        if settings.fallback_model or clients.secondary is not None:
-            secondary = Endpoint(clients.secondary or clients.primary, settings.fallback_model or settings.model)
-        router = LLMRouter(Endpoint(clients.primary, settings.model), routing.prompt, routing.compiled,
-                           settings.output_mode, secondary, traits=clients.traits, on_learned=clients.on_learned)
-    else:
-        router = offline
+    try:
+        spec = spec_for(name)
+    except UnknownRouter as exc:
+        raise ConfigError(str(exc)) from None
+    if spec.capabilities.calls_model and clients is None:
+        raise ConfigError(f"The {spec.name} router calls a model and needs a client for it: set OPENAI_API_KEY or "
+                          "OPENAI_BASE_URL.")
+    router, offline = build_routers(spec.name, Parts(settings, routing.catalogue, routing.prompt, routing.compiled,
+                                                     clients))
+    if wrap is not None:
+        router = wrap(router)
     decider = Decider(routing.catalogue, router, settings.timeout, settings.max_attempts, settings.on_llm_failure,
                       offline, runtime.breaker, runtime.in_flight, runtime.hedging, settings.min_confidence)
     return Engine(settings, routing, router, offline, decider, why)

@@ -16,6 +16,7 @@ from app.catalogue.destinations import Catalogue, CatalogueError
 from app.files import FileProblem, read_regular
 from app.routers import prompt as prompt_mod
 from app.routers.prompt import CompiledPrompt, Prompt, PromptError
+from app.routers.registry import spec_for
 from app.settings import Settings
 
 # The most a catalogue or prompt file may hold. A constant, not a setting: the catalogue goes into the model's
@@ -101,7 +102,7 @@ def startup_checks(settings: Settings) -> Routing:
     """Everything `serve` refuses to start on, short of binding the port. Raises CatalogueError, PromptError
     or ConfigError with the fix in the message."""
     routing = load_routing(settings)
-    if settings.router_choice()[0] == "llm" and not settings.llm_configured:
+    if spec_for(settings.router_choice()[0]).capabilities.calls_model and not settings.llm_configured:
         raise ConfigError("SWITCHBOARD_ROUTER=llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
                           "OpenAI-compatible server); or set SWITCHBOARD_ROUTER=offline")
     if settings.record_dir is not None:

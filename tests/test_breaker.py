@@ -12,7 +12,7 @@ import pytest
 
 from app.catalogue.destinations import load
 from app.decision.decider import CircuitBreaker, Decider
-from app.routers.base import Choice, InvalidAnswer, ModelError, Query
+from app.routers.base import Capabilities, Choice, InvalidAnswer, ModelError, Query
 from app.vapi.conversation import Conversation, Turn
 from tests.conftest import ROOT, decision_logs
 from tests.fake_openai import HANG, answer, status
@@ -34,8 +34,9 @@ class Clock:
 class ScriptedRouter:
     """Answers from a script: an id, "hang", or a ModelError to raise."""
 
-    name = "llm"
+    name = "scripted"
     model = "scripted"
+    capabilities = Capabilities(calls_model=True)  # a model server: the breaker guards it
 
     def __init__(self, *script: str | ModelError) -> None:
         self.script = list(script)

@@ -30,7 +30,7 @@ TURNS = [("bot", "How can I help?"), ("user", "Someone hacked my account and cha
 SECURITY = "+14155550199"  # account_security
 FRONT_DESK = "sip:frontdesk@pbx.brightline.example"  # the sample catalogue's fallback
 TRANSPORTS = ["aiohttp", "httpx"]
-APP_ROOT = Path(llm_router.__file__).parent.parent  # the checkout whose app is under test
+APP_ROOT = Path(llm_router.__file__).parents[2]  # the checkout whose app is under test (app/routers/llm.py)
 
 
 def messages(records: list[logging.LogRecord], name: str) -> list[logging.LogRecord]:
@@ -43,7 +43,8 @@ def test_an_unclosed_fence_with_a_long_run_of_spaces_is_rejected_at_once():
     """The fence regex took cubic time on three backticks, N spaces and a letter (2,000 spaces: 3.9 s with the
     event loop blocked). 100,000 spaces now take well under a millisecond; run in a child process, so the old
     code fails this test by its timeout instead of hanging the suite."""
-    script = ("import time\nfrom app.llm_router import _answer_from_json\nfrom app.router import InvalidAnswer, Usage\n"
+    script = ("import time\nfrom app.routers.llm import _answer_from_json\n"
+              "from app.routers.base import InvalidAnswer, Usage\n"
               "text = '```' + ' ' * 100_000 + 'x'\nt = time.perf_counter()\n"
               "try:\n    _answer_from_json(text, Usage())\nexcept InvalidAnswer:\n    pass\n"
               "print(time.perf_counter() - t)")

@@ -49,7 +49,9 @@ def check(catalogue: Path | None, prompt: Path | None) -> None:
     click.echo(f"{routing.prompt.path}: prompt {routing.prompt.name!r}, hash {routing.prompt.hash}")
     name, why = settings.router_choice()
     click.echo(f"router: {name} ({why})")
-    if settings.min_confidence > 0 and name == "llm":
+    from app.routers.registry import spec_for
+
+    if settings.min_confidence > 0 and spec_for(name).capabilities.probability:
         click.echo(f"SWITCHBOARD_MIN_CONFIDENCE={settings.min_confidence:g}: applies only if the model's server "
                    "gives log-probabilities (known after the first call; /healthz says)")
     from app.service.server import ServeError, check_port_free

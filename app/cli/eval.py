@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from app.cli import fail, settings_from, user_errors
+from app.routers.registry import ROUTERS, spec_for
 
 if TYPE_CHECKING:
     from app.evaluation.results import CombinationResult, RunResult
 
 DEFAULT_CACHE = Path(".switchboard-cache/answers.sqlite")
-THRESHOLD_SETTINGS = {"offline": "SWITCHBOARD_OFFLINE_THRESHOLD", "llm": "SWITCHBOARD_MIN_CONFIDENCE"}
 
 
 def _read_baseline(path: Path) -> RunResult:
@@ -50,7 +50,7 @@ def _read_prices(path: Path) -> dict[str, tuple[float, ...]]:
               help="Prompt file for the LLM router; repeat to compare.  [default: SWITCHBOARD_PROMPT]")
 @click.option("-m", "--model", "models", multiple=True,
               help="Model for the LLM router; repeat to compare.  [default: SWITCHBOARD_MODEL]")
-@click.option("-r", "--router", "routers", multiple=True, type=click.Choice(["llm", "offline"], case_sensitive=False),
+@click.option("-r", "--router", "routers", multiple=True, type=click.Choice(list(ROUTERS), case_sensitive=False),
               help="Router; repeat to compare.  [default: as the service would choose]")
 @click.option("-c", "--concurrency", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Calls decided at once.")
@@ -101,7 +101,7 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
 
     settings = settings_from()
     chosen = tuple(r.lower() for r in routers) or (settings.router_choice()[0],)
-    if "llm" not in chosen and (prompts or models):
+    if not any(spec_for(r).capabilities.calls_model for r in chosen) and (prompts or models):
         why = "only -r offline was asked for" if routers else \
             f"no LLM runs by default here ({settings.llm_configured_text()})"
         fail(f"-p/--prompt and -m/--model choose what the LLM router uses, but {why}; add -r llm (with "
@@ -135,7 +135,7 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
                routers: tuple[str, ...], concurrency: int, repeat: int, cache_path: Path | None,
                prices: dict[str, tuple[float, ...]], console: Any) -> RunResult:
     from app.engine import Clients, Engine, build_engine
-    from app.evaluation.cache import AnswerCache
+    from app.evaluation.cache import AnswerCache, caching
     from app.evaluation.results import CombinationResult, RunResult, best_index
     from app.evaluation.run import check_dataset, evaluate
     from app.evaluation.score import score
@@ -149,30 +149,29 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
     clients: Clients | None = None
     try:
         for router in routers:
-            for prompt in (prompts or (settings.prompt,)) if router == "llm" else (settings.prompt,):
-                for model in (models or (settings.model,)) if router == "llm" else (settings.model,):
+            spec = spec_for(router)
+            calls_model = spec.capabilities.calls_model  # one run per prompt and model
+            setting, threshold = spec.threshold(settings) if spec.threshold else (None, None)
+            for prompt in (prompts or (settings.prompt,)) if calls_model else (settings.prompt,):
+                for model in (models or (settings.model,)) if calls_model else (settings.model,):
                     combo_settings = settings.model_copy(update={"prompt": prompt, "model": model})
                     routing = load_routing(combo_settings)
-                    if router == "llm" and clients is None:
+                    if calls_model and clients is None:
                         clients = Clients.from_settings(settings)
-                    engines: list[Engine] = [build_engine(combo_settings, routing, clients, router_name=router)
-                                             for _ in range(repeat)]
-                    if cache is not None:
-                        for i, engine in enumerate(engines):
-                            _with_cache(engine, cache, i)
-                    name = _unique("offline" if router == "offline" else f"{model} / {routing.prompt.name}",
+                    engines: list[Engine] = [build_engine(combo_settings, routing, clients, router_name=router,
+                                                          wrap=caching(cache, i) if cache is not None else None)
+                                             for i in range(repeat)]
+                    name = _unique(f"{model} / {routing.prompt.name}" if calls_model else router,
                                    routing.prompt.hash, {c.name for c in combos})
                     started = time.monotonic()
                     with _progress(console, name, total) as tick:
                         results = await evaluate(engines, datasets, concurrency=concurrency, progress=tick)
-                    threshold = settings.offline_threshold if router == "offline" else settings.min_confidence
-                    metrics = score(results, list(routing.catalogue.ids), model if router == "llm" else None, prices,
-                                    threshold_setting=THRESHOLD_SETTINGS[router], threshold=threshold)
+                    metrics = score(results, list(routing.catalogue.ids), model if calls_model else None, prices,
+                                    threshold_setting=setting, threshold=threshold)
                     metrics.seconds = round(time.monotonic() - started, 2)
-                    combos.append(CombinationResult(name, router, model if router == "llm" else None,
-                                                    routing.prompt.name if router == "llm" else None,
-                                                    routing.prompt.hash if router == "llm" else None, metrics,
-                                                    results))
+                    combos.append(CombinationResult(name, router, model if calls_model else None,
+                                                    routing.prompt.name if calls_model else None,
+                                                    routing.prompt.hash if calls_model else None, metrics, results))
     finally:
         if clients is not None:
             await clients.close()
@@ -192,14 +191,6 @@ def _unique(name: str, prompt_hash: str, taken: set[str]) -> str:
     while candidate in taken:
         candidate, n = f"{name} #{n}", n + 1
     return candidate
-
-
-def _with_cache(engine: Any, cache: Any, repeat_index: int) -> None:
-    from app.evaluation.cache import CachingRouter
-    from app.routers.llm import LLMRouter
-
-    if isinstance(engine.router, LLMRouter):
-        engine.decider.router = CachingRouter(engine.router, cache, repeat_index)
 
 
 class _progress:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from app.cli import fail, settings_from, user_errors
+from app.routers.registry import ROUTERS, spec_for
 
 
 def parse_at(value: str | None, default_zone: str | None) -> dt.datetime | None:
@@ -40,7 +41,7 @@ def parse_at(value: str | None, default_zone: str | None) -> dt.datetime | None:
 
 @click.command()
 @click.argument("file", type=click.File("rb"))
-@click.option("-r", "--router", type=click.Choice(["llm", "offline"], case_sensitive=False),
+@click.option("-r", "--router", type=click.Choice(list(ROUTERS), case_sensitive=False),
               help="Router to use.  [default: as the service would choose]")
 @click.option("--at", "at", metavar="TIME", help="Decide as of this time, for business hours: "
               "2026-12-25T11:00 is in the catalogue's time zone.  [default: the request's timestamp, else now]")
@@ -81,7 +82,7 @@ async def _route_one(settings: Any, body: bytes, router: str | None, at: str | N
     routing = load_routing(settings)
     moment = parse_at(at, routing.catalogue.timezone)
     name = router or settings.router_choice()[0]
-    clients = Clients.from_settings(settings) if name == "llm" else None
+    clients = Clients.from_settings(settings) if spec_for(name).capabilities.calls_model else None
     try:
         engine = build_engine(settings, routing, clients, router_name=router)
         engine.at = moment

@@ -45,7 +45,7 @@ class Decision:
     answered: str | None = None  # the catalogue id whose destination the answer carries
     closed: str | None = None  # an id that was not answered because it is closed now (business hours)
     failure: str | None = None  # what went wrong, when the router failed
-    rescued_by: str | None = None  # "offline" or "fallback"
+    rescued_by: str | None = None  # the rescuing router's name, or "fallback" (the catalogue's)
     attempts: int = 0
     hedges: int = 0  # hedged requests sent
     cached: bool = False  # the answer came from the evaluation cache
@@ -89,7 +89,7 @@ class Decider:
     breaker: CircuitBreaker | None = None
     in_flight: InFlight = field(default_factory=InFlight)  # shared by the engines a reload replaces
     hedging: Hedging | None = None
-    min_confidence: float = 0.0  # LLM answers less sure than this are not routed
+    min_confidence: float = 0.0  # answers less sure than this are not routed, if their score is a probability
 
     def answer_for(self, entry_id: str, kind: str) -> dict[str, Any]:
         """The catalogue entry's own destination (or handoff) object: never anything a router wrote."""
@@ -163,7 +163,7 @@ class Decider:
     async def _attempt(self, run: _Run) -> Choice:
         """One model attempt, settled with the breaker exactly once whichever way it ends."""
         await self.in_flight.yield_to_due()
-        breaker = self.breaker if self.router.name == "llm" and self.breaker is not None else None
+        breaker = self.breaker if self.router.capabilities.calls_model else None  # it guards a model server
         if breaker is not None and not breaker.allow():
             raise ModelError("breaker_open", "circuit breaker open after repeated failures", retryable=False)
         run.decision.attempts += 1
@@ -195,7 +195,7 @@ class Decider:
         """The router call, hedged when it is slow: one more request goes out (to the fallback model or server
         if one is set) and the first valid answer wins; the other is cancelled."""
         query, timeout = run.query, run.deadline - time.monotonic()
-        hedging = self.hedging if self.router.name == "llm" else None
+        hedging = self.hedging if self.router.capabilities.calls_model else None  # a second model request
         if hedging is None or not hedging.enabled or timeout <= hedging.delay():
             choice = await self.router.choose(query, timeout, retry=run.retry)
             run.decision.spend(choice.usage)
@@ -269,7 +269,7 @@ class Decider:
                 self._answer(decision, fallback, query)
             else:
                 decision.body = {"error": NO_MATCH}
-        elif self.min_confidence > 0 and self.router.name == "llm" and (
+        elif self.min_confidence > 0 and self.router.capabilities.probability and (
                 choice.unscored is not None or (choice.score is not None and choice.score < self.min_confidence)):
             # Not routed: the failure policy answers (and `chosen` becomes what it chooses, if anything). An
             # answer whose score cannot be worked out (`unscored` says why) is no surer than a low one; an
@@ -310,12 +310,12 @@ class Decider:
     def _policy(self, decision: Decision, query: Query) -> None:
         """The offline router's confident choice, then the catalogue's fallback, else an error that says what
         happened."""
-        if self.on_failure == "offline" and self.offline is not None and self.router.name != "offline":
+        if self.on_failure == "offline" and self.offline is not None and self.router.capabilities.rescuable:
             best, confidence, _ = self.offline.rank(query)
             if confidence >= self.offline.threshold and best in query.allowed:
                 # `chosen` is what the decision chose, rescue included; `candidate` and `score` stay the
                 # router's own (a low-confidence LLM answer keeps its id and probability there).
-                decision.outcome, decision.rescued_by, decision.chosen = "fallback", "offline", best
+                decision.outcome, decision.rescued_by, decision.chosen = "fallback", self.offline.name, best
                 self._answer(decision, best, query)
                 return
         fallback = self._fallback(query)

@@ -10,10 +10,11 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.routers.base import Choice, Query, Retry, Usage
+from app.routers.base import Capabilities, Choice, Query, Retry, Router, Usage
 from app.routers.llm import LLMRouter
 
 
@@ -44,10 +45,20 @@ class AnswerCache:
 
 @dataclass
 class CachingRouter:
+    """The LLM router, answering from the cache when it can. It is the router it wraps as far as anyone asks
+    (name, capabilities, model), so the decision treats it the same: breaker, hedging, minimum confidence."""
+
     inner: LLMRouter
     cache: AnswerCache
     repeat_index: int = 0
-    name: str = "llm"
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
 
     @property
     def model(self) -> str:
@@ -76,3 +87,13 @@ class CachingRouter:
         choice = await self.inner.choose(query, timeout, retry=retry, hedge=hedge)
         self.cache.put(key, choice)
         return choice
+
+
+def caching(cache: AnswerCache, repeat_index: int = 0) -> Callable[[Router], Router]:
+    """What app.engine.build_engine wraps its router in for evaluation: the LLM router answers from the cache
+    (its key is made of the LLM router's request); any other router is left as it is."""
+
+    def wrap(router: Router) -> Router:
+        return CachingRouter(router, cache, repeat_index) if isinstance(router, LLMRouter) else router
+
+    return wrap

@@ -1,13 +1,24 @@
-"""The one small interface both routers sit behind, so the service and evaluation do not care which runs."""
+"""The one small interface every router sits behind, so the service and evaluation do not care which runs.
+
+A router says what it is through its `capabilities` (does it call a model? what does its score mean?); the
+decision, engine and service ask those, never its name. Names live only in the registry (app.routers.registry).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from app.catalogue.destinations import TRANSFER
+from app.catalogue.destinations import TRANSFER, Catalogue
 from app.vapi.conversation import Conversation
+
+if TYPE_CHECKING:  # types only: importing the model client or the settings here would slow `--help`
+    import openai
+
+    from app.routers.prompt import CompiledPrompt, Prompt
+    from app.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +107,34 @@ class Retry:
     problem: str
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a router is, as far as the decision, engine, service and evaluation need to know."""
+
+    # It sends requests to a model server: the circuit breaker, hedging, warm-up and model clients apply, and
+    # evaluation runs it once per model and prompt (and caches its answers).
+    calls_model: bool = False
+    # What Choice.score means: "logprobs", the model's probability of its answer; "margin", a ranking margin
+    # the router thresholds itself; None, no score.
+    scored_by: Literal["logprobs", "margin"] | None = None
+    # When it fails, the offline router's confident choice may answer instead (pointless for the offline
+    # router itself: it would answer what it just refused to).
+    rescuable: bool = True
+
+    @property
+    def probability(self) -> bool:
+        """Its score is the model's probability of its answer, so SWITCHBOARD_MIN_CONFIDENCE applies to it."""
+        return self.scored_by == "logprobs"
+
+
 class Router(Protocol):
-    name: str  # "llm" or "offline"
+    @property
+    def name(self) -> str:
+        """Its name in the registry: what decisions, logs, metrics and results call it."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     @property
     def model(self) -> str | None: ...
@@ -106,4 +143,44 @@ class Router(Protocol):
                      hedge: bool = False) -> Choice:
         """One attempt, within `timeout` seconds. Raises ModelError on failure. `hedge`: this is the hedged
         second request (the LLM router sends it to the fallback model or server, if one is set)."""
+        ...
+
+
+class ModelClients(Protocol):
+    """The model clients a router that calls a model is built with (app.engine.Clients): they outlive a reload."""
+
+    @property
+    def primary(self) -> openai.AsyncOpenAI: ...
+
+    @property
+    def secondary(self) -> openai.AsyncOpenAI | None: ...
+
+    @property
+    def traits(self) -> dict[str, Any]:
+        """What each server was seen to refuse, by server (app.routers.llm.ServerTraits)."""
+        ...
+
+    @property
+    def on_learned(self) -> Callable[[str, str, str], None] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a router may be built from; the engine gathers them for each catalogue it loads."""
+
+    settings: Settings
+    catalogue: Catalogue
+    prompt: Prompt
+    compiled: dict[tuple[str, ...], CompiledPrompt]
+    clients: ModelClients | None = None  # present whenever the router's capabilities say it calls a model
+
+
+class RouterClass(Protocol):
+    """A router class as the registry sees it: what it is, before one is built, and how to build one."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def build(self, parts: Parts, name: str) -> Router:
+        """A router of this kind, called `name` (its registry name), for this catalogue and these settings."""
         ...

@@ -25,14 +25,14 @@ import math
 import re
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
 import httpx2  # the openai package's own HTTP stack
 import openai
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from app.catalogue.destinations import NONE
-from app.routers.base import Choice, InvalidAnswer, ModelError, Query, Retry, Usage
+from app.routers.base import Capabilities, Choice, InvalidAnswer, ModelError, Parts, Query, Retry, Usage
 from app.routers.confidence import MAX_TOKEN_BYTES, SCAN_CHARS, TokenLogprob, find_word, id_span, measure
 from app.routers.prompt import CompiledPrompt, Prompt
 
@@ -189,7 +189,21 @@ class LLMRouter:
     # Shared with the clients, so that what was learned outlives a reload (see Clients.traits).
     traits: dict[str, ServerTraits] = field(default_factory=dict)
     on_learned: Callable[[str, str, str], None] | None = None  # (server, what, now): for the log
-    name: str = "llm"
+    name: str = ""  # given by the registry (app.routers.registry), which owns router names
+
+    # A model server answers: breaker, hedging, warm-up apply; its score is the probability of the id it wrote.
+    capabilities: ClassVar[Capabilities] = Capabilities(calls_model=True, scored_by="logprobs")
+
+    @classmethod
+    def build(cls, parts: Parts, name: str) -> Self:
+        clients, settings = parts.clients, parts.settings
+        if clients is None:  # the engine refuses this first, with the fix; here it would be a bug
+            raise ValueError("the LLM router needs model clients")
+        secondary = None  # where hedged requests go: the fallback model and/or server, else the primary
+        if settings.fallback_model or clients.secondary is not None:
+            secondary = Endpoint(clients.secondary or clients.primary, settings.fallback_model or settings.model)
+        return cls(Endpoint(clients.primary, settings.model), parts.prompt, parts.compiled, settings.output_mode,
+                   secondary, traits=clients.traits, on_learned=clients.on_learned, name=name)
 
     @property
     def model(self) -> str:

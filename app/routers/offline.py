@@ -13,9 +13,10 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 from app.catalogue.destinations import NONE, Catalogue
-from app.routers.base import Choice, Query, Retry
+from app.routers.base import Capabilities, Choice, Parts, Query, Retry
 
 K1, B = 1.2, 0.5
 FIELD_WEIGHTS = {"id": 2.0, "description": 1.0, "examples": 1.5}
@@ -156,11 +157,19 @@ def query_terms(query: Query) -> dict[str, float]:
 class OfflineRouter:
     index: OfflineIndex
     threshold: float
-    name: str = "offline"
+    name: str = ""  # given by the registry (app.routers.registry), which owns router names
+
+    # No model; its score is the margin of its best id over the runner-up, thresholded here. The offline rescue
+    # would only repeat its own answer.
+    capabilities: ClassVar[Capabilities] = Capabilities(scored_by="margin", rescuable=False)
 
     @classmethod
-    def for_catalogue(cls, catalogue: Catalogue, threshold: float) -> OfflineRouter:
-        return cls(OfflineIndex(catalogue), threshold)
+    def for_catalogue(cls, catalogue: Catalogue, threshold: float, name: str = "") -> OfflineRouter:
+        return cls(OfflineIndex(catalogue), threshold, name)
+
+    @classmethod
+    def build(cls, parts: Parts, name: str) -> Self:
+        return cls(OfflineIndex(parts.catalogue), parts.settings.offline_threshold, name)
 
     @property
     def model(self) -> str | None:

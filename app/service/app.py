@@ -33,6 +33,7 @@ from app.engine import Clients, Engine, Runtime, build_engine, confidence_state
 from app.loading import ConfigError, Routing, load_routing, startup_checks
 from app.logs import LOGGER, event, request_id
 from app.routers.prompt import PromptError
+from app.routers.registry import spec_for
 from app.service.auth import METRICS_REFUSED, Authenticator, AuthError, metrics_allowed
 from app.service.health import HealthPage
 from app.service.metrics import Metrics
@@ -66,7 +67,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     """Build the service. Raises CatalogueError, PromptError or ConfigError before serving anything."""
     logger = logging.getLogger(LOGGER)
     routing = routing or startup_checks(settings)
-    router_name = settings.router_choice()[0]
+    calls_model = spec_for(settings.router_choice()[0]).capabilities.calls_model  # clients, warm-up
     state = State(settings)
 
     def breaker_changed(old: str, new: str) -> None:
@@ -90,7 +91,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.clients = Clients.from_settings(settings) if router_name == "llm" else None
+        state.clients = Clients.from_settings(settings) if calls_model else None
         if state.clients is not None:
             state.clients.on_learned = learned
         state.engine = build_engine(settings, routing, state.clients, state.runtime)
@@ -98,7 +99,7 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
         if not auth.enabled:
             event(logger, "no_secret", logging.WARNING,
                   hint="anyone who can reach this URL can ask for transfers; set SWITCHBOARD_SECRET")
-        if settings.warmup and router_name == "llm":
+        if settings.warmup and calls_model:
             await _warm_up(state.engine, logger)
         tasks = []
         reloads = Reloads(state, logger)
