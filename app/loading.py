@@ -13,6 +13,7 @@ from pathlib import Path
 
 from app.catalogue import destinations as catalogue_mod
 from app.catalogue.destinations import Catalogue, CatalogueError
+from app.errors import UserError
 from app.files import FileProblem, read_regular
 from app.routers import prompt as prompt_mod
 from app.routers.prompt import CompiledPrompt, Prompt, PromptError
@@ -26,7 +27,7 @@ from app.settings import Settings
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """The settings cannot work together; the message says what to set."""
 
 
@@ -99,17 +100,11 @@ def load_routing(settings: Settings, current: Routing | None = None) -> Routing:
 
 
 def startup_checks(settings: Settings) -> Routing:
-    """Everything `serve` refuses to start on, short of binding the port. Raises CatalogueError, PromptError
-    or ConfigError with the fix in the message."""
+    """What `serve` refuses to start on in the files and settings, short of binding the port and opening the
+    recording directory (the dataset's to check: `serve` opens its recorder, `check` tries one). Raises
+    CatalogueError, PromptError or ConfigError with the fix in the message."""
     routing = load_routing(settings)
     if spec_for(settings.router_choice()[0]).capabilities.calls_model and not settings.llm_configured:
         raise ConfigError("SWITCHBOARD_ROUTER=llm needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (any "
                           "OpenAI-compatible server); or set SWITCHBOARD_ROUTER=offline")
-    if settings.record_dir is not None:
-        from app.dataset.recording import Recorder, RecordingError
-
-        try:
-            Recorder(settings.record_dir, settings.record_redact)
-        except RecordingError as exc:
-            raise ConfigError(str(exc)) from None
     return routing

@@ -18,6 +18,15 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.errors import UserError
+
+# The decider keeps RESERVE_S of every answer's time back (for the rescue path, event-loop lag under load and the
+# response itself) and starts no retry with less than MIN_ATTEMPT_S left, so the shortest timeout that works is the
+# two together. Defined here, the bottom layer, so that settings can refuse a shorter one.
+RESERVE_S = 0.15
+MIN_ATTEMPT_S = 0.15
+MIN_TIMEOUT = RESERVE_S + MIN_ATTEMPT_S
+
 DEFAULT_MODEL = "gpt-4.1-mini"  # small, fast, non-reasoning; supports strict json_schema output
 PREFIX = "SWITCHBOARD_"
 ENV_FILE = Path(".env")
@@ -25,7 +34,7 @@ LOWERCASE = ("output_mode", "http_client", "router", "on_llm_failure", "hmac_alg
              "log_format", "log_level")  # enum-like settings: any case is accepted
 
 
-class SettingsError(Exception):
+class SettingsError(UserError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
@@ -60,8 +69,8 @@ class Settings(BaseSettings):
         "auto", description="`auto`: the LLM when OPENAI_API_KEY or OPENAI_BASE_URL is set, else offline.")
 
     # Time and failure
-    timeout: float = Field(5.0, ge=0.3, le=60, description="Seconds for the whole answer, retries included (at "
-                           "least 0.3: 0.15 s is kept back for the answer itself).")
+    timeout: float = Field(5.0, ge=MIN_TIMEOUT, le=60, description="Seconds for the whole answer, retries "
+                           f"included (at least {MIN_TIMEOUT:g}: {RESERVE_S:g} s is kept back for the answer itself).")
     max_attempts: int = Field(3, ge=1, le=10, description="Model attempts per decision, while the budget allows.")
     on_llm_failure: Literal["error", "fallback", "offline"] = Field(
         "error", description="When the LLM fails or runs out of time. `error`: the catalogue's `fallback` if it "

@@ -182,7 +182,7 @@ def test_healthz_shows_a_change_at_once(service_factory, catalogue_path):
     """Cached, but never stale about what changed: a new catalogue, or the breaker."""
     import logging
 
-    from app.service.app import reload
+    from app.service.reload import reload
 
     service = service_factory(router="offline")
     assert "sales" in json.dumps(service.client.get("/healthz").json()["hours"])

@@ -151,7 +151,7 @@ def test_a_reload_keeps_the_learned_output_mode(llm_service, fake, log_records):
     """Reported: after each reload every call made one refused json_schema request again."""
     import logging
 
-    from app.service.app import reload
+    from app.service.reload import reload
 
     fake.json_schema_supported = False
     fake.default = answer("billing")
@@ -167,10 +167,10 @@ def slow_load(monkeypatch):
     """Make reloads wait, in whatever thread runs them, until the test lets them go."""
     import threading
 
-    import app.service.app as app_module
+    import app.service.reload as reload_module
 
     started, release, calls = threading.Event(), threading.Event(), []
-    real = app_module.load_routing
+    real = reload_module.load_routing
 
     def load(settings, *args):
         calls.append(threading.current_thread().name)
@@ -178,7 +178,7 @@ def slow_load(monkeypatch):
         release.wait(20)
         return real(settings, *args)
 
-    monkeypatch.setattr(app_module, "load_routing", load)
+    monkeypatch.setattr(reload_module, "load_routing", load)
     return started, release, calls
 
 
@@ -208,7 +208,7 @@ def test_a_burst_of_reload_requests_compiles_twice(service_factory, monkeypatch,
     import asyncio
     import logging
 
-    from app.service.app import Reloads
+    from app.service.reload import Reloads
 
     service = service_factory(router="offline")
     started, release, calls = slow_load(monkeypatch)
@@ -231,7 +231,7 @@ def test_a_burst_of_reload_requests_compiles_twice(service_factory, monkeypatch,
 def test_a_reload_of_unchanged_files_compiles_nothing(service_factory, log_records):
     import logging
 
-    from app.service.app import reload
+    from app.service.reload import reload
 
     service = service_factory(router="offline")
     before = service.state.engine
@@ -248,7 +248,7 @@ def test_a_reload_builds_nothing_tied_to_an_event_loop(llm_service):
     import threading
     import types
 
-    from app.service.app import _build
+    from app.service.reload import _build
 
     service = llm_service()
     state = service.state

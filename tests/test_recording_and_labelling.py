@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from app.catalogue.destinations import load
 from app.dataset.labelling import label_file
-from app.dataset.recording import REDACTED, Recorder, RecordingError, keep, redact_text
+from app.dataset.recording import Recorder, RecordingError
+from app.dataset.redaction import REDACTED, keep, redact_text
 from app.decision.decider import Decision
 from tests.conftest import ROOT
 from tests.vapi_payloads import transfer_request
@@ -359,7 +360,7 @@ def test_recording_waits_for_no_disk(service_factory, tmp_path, monkeypatch):
 def test_a_recorded_window_replays_to_what_the_router_saw(budget):
     """Every call of the shipped datasets (all three views, hints, handoffs, per-assistant subsets), recorded
     and replayed: the same turns, hint, and allowed and left-out destinations, even when the window is small."""
-    from app.dataset.recording import window
+    from app.dataset.window import window
     from app.engine import build_engine
     from app.evaluation.run import iter_cases
     from app.loading import load_routing

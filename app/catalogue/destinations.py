@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.catalogue import hours as hours_mod
 from app.catalogue.hours import Hours, HoursError
+from app.errors import UserError, first_error
 
 if TYPE_CHECKING:
     import jsonschema
@@ -34,7 +35,7 @@ HANDOFF_KINDS = {"assistant": "HandoffDestinationAssistant", "squad": "HandoffDe
 TRANSFER, HANDOFF = "transfer", "handoff"  # what a request asks for: an entry's `destination` or its `handoff`
 
 
-class CatalogueError(Exception):
+class CatalogueError(UserError):
     """The catalogue cannot be used; the message names the file, the entry and the field."""
 
 
@@ -234,10 +235,8 @@ def parse(data: Any, source: str = "destinations.json") -> Catalogue:
     try:
         model = _FileModel.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = list(err["loc"])
-        where = _describe(data, loc)
-        raise CatalogueError(f"{source}: {where}: {err['msg']}") from None
+        first = first_error(exc)
+        raise CatalogueError(f"{source}: {_describe(data, list(first.loc))}: {first.message}") from None
     if model.timezone is not None:
         try:
             hours_mod.zone(model.timezone, "timezone")

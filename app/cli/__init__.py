@@ -1,7 +1,8 @@
 """The `switchboard` command. Each subcommand lives in a module of its own and is imported only when it
 runs, so `switchboard --help` does not load the model client, the web framework or the schema validator.
 
-Domain errors become one readable line and exit code 2 at this boundary, and nowhere else.
+A UserError (app/errors.py: a setting, the catalogue, the prompt, a body, a dataset, a directory) raised anywhere
+below becomes one readable `Error:` line and exit code 2 here, in LazyGroup.invoke, and nowhere else.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from app import __version__
+from app.errors import UserError
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -22,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("app.cli.serve", "serve", "Answer Vapi's destination requests (the webhook service)."),
     "route": ("app.cli.route", "route", "Decide one saved webhook body, as the service would."),
     "check": ("app.cli.check", "check", "Check settings, catalogue and prompt, as serve does at start-up."),
-    "label": ("app.dataset.labelling", "label_command", "Label recorded calls in the terminal."),
+    "label": ("app.cli.label", "label", "Label recorded calls in the terminal."),
     "eval": ("app.cli.eval", "eval_command", "Measure prompts, models and routers on labelled calls."),
 }
 
@@ -41,6 +43,14 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):  # from the table above: listing them imports nothing
             formatter.write_dl([(name, line) for name, (_, _, line) in COMMANDS.items()])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Runs the subcommand; the one place a UserError becomes an `Error:` line and exit code 2."""
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -64,30 +74,16 @@ def cli() -> None:
 
 
 def fail(message: str) -> NoReturn:
-    click.secho(f"Error: {message}", fg="red", err=True)
-    sys.exit(2)
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """The errors that are the user's to fix (a setting, the catalogue, the prompt, a body, a dataset)."""
-    from app.catalogue.destinations import CatalogueError
-    from app.loading import ConfigError
-    from app.routers.prompt import PromptError
-    from app.settings import SettingsError
-    from app.vapi.messages import PayloadError
-
-    return CatalogueError, PromptError, ConfigError, SettingsError, PayloadError
+    """Stop a command over something the user can fix that the CLI itself found (a flag, a file it was given)."""
+    raise UserError(message)
 
 
 def settings_from(**overrides: Any) -> Settings:
-    """Settings from the environment and .env, flags winning; a bad value is one line and exit 2; an unknown
-    SWITCHBOARD_* name is a warning with a guess."""
-    from app.settings import Settings, SettingsError, unknown_variables
+    """Settings from the environment and .env, flags winning; a bad value is a SettingsError (one line and exit
+    2); an unknown SWITCHBOARD_* name is a warning with a guess."""
+    from app.settings import Settings, unknown_variables
 
-    try:
-        settings = Settings.from_env(**overrides)
-    except SettingsError as exc:
-        fail(str(exc))
+    settings = Settings.from_env(**overrides)
     for name in unknown_variables():
         click.secho(f"Warning: {name} is not a Switchboard setting; it is ignored", fg="yellow", err=True)
     return settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import fail, settings_from, user_errors
+from app.cli import settings_from
 
 
 @click.command()
@@ -27,10 +27,11 @@ def check(catalogue: Path | None, prompt: Path | None) -> None:
     from app.loading import startup_checks
 
     settings = settings_from(destinations=catalogue, prompt=prompt)
-    try:
-        routing = startup_checks(settings)
-    except user_errors() as exc:
-        fail(str(exc))
+    routing = startup_checks(settings)
+    if settings.record_dir is not None:  # as serve opens it: a directory it cannot write is refused
+        from app.dataset.recording import Recorder
+
+        Recorder(settings.record_dir, settings.record_redact)
     cat = routing.catalogue
     kinds: dict[str, int] = {}
     for entry in cat.entries:

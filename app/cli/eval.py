@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli import fail, settings_from, user_errors
+from app.cli import fail, settings_from
 from app.routers.registry import ROUTERS, spec_for
 
 if TYPE_CHECKING:
@@ -96,7 +96,6 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
 
     from app.evaluation import report
     from app.evaluation.compare import GateFailed, compare_run, fit_thresholds, gate
-    from app.evaluation.run import DatasetError
     from app.evaluation.score import PRICES
 
     settings = settings_from()
@@ -111,12 +110,8 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
     price_table: dict[str, tuple[float, ...]] = {**PRICES, **(_read_prices(prices) if prices else {})}
     base = _read_baseline(baseline) if baseline else None
     console = Console(stderr=True)
-    refusals: tuple[type[Exception], ...] = (*user_errors(), DatasetError)
-    try:
-        run = asyncio.run(_run(settings, list(datasets), prompts, models, chosen, concurrency, repeat,
-                               None if no_cache else cache_path, price_table, console))
-    except refusals as exc:
-        fail(str(exc))
+    run = asyncio.run(_run(settings, list(datasets), prompts, models, chosen, concurrency, repeat,
+                           None if no_cache else cache_path, price_table, console))
     compare_run(run, base, str(baseline) if baseline else None)
     if fit_threshold:
         fit_thresholds(run, target_precision)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from app.cli import fail, settings_from, user_errors
+from app.cli import settings_from
 from app.routers.registry import ROUTERS, spec_for
 
 
@@ -59,10 +59,7 @@ def route(file: Any, router: str | None, at: str | None) -> None:
     """
     settings = settings_from()
     body = file.read()
-    try:
-        answer, details = asyncio.run(_route_one(settings, body, router.lower() if router else None, at))
-    except user_errors() as exc:
-        fail(str(exc))
+    answer, details = asyncio.run(_route_one(settings, body, router.lower() if router else None, at))
     click.echo(json.dumps(answer))
     click.echo(json.dumps(details), err=True)
 

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from app.cli import fail, settings_from, user_errors
+from app.cli import settings_from
 
 
 @click.command()
@@ -30,22 +30,15 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     from app import logs
     from app.service import server
 
-    try:
-        metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
-    except server.ServeError as exc:
-        fail(str(exc))
+    metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
     import uvicorn
 
     from app.service.app import create_app
 
     settings = settings_from(host=host, port=port)
     logs.setup(settings.log_format, settings.log_level)
-    refusals: tuple[type[Exception], ...] = (*user_errors(), server.ServeError)
-    try:
-        create_app(settings)  # fail fast, in this process, on a broken catalogue, prompt or settings
-        server.check_port_free(settings.host, settings.port)
-    except refusals as exc:
-        fail(str(exc))
+    create_app(settings)  # fail fast, in this process, on a broken catalogue, prompt, settings or recording dir
+    server.check_port_free(settings.host, settings.port)
     fd_limit = server.raise_fd_limit()
     options = server.uvicorn_options(settings, fd_limit)
     if options["limit_concurrency"] < settings.max_connections:

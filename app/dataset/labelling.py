@@ -1,4 +1,4 @@
-"""`switchboard label FILE...`: label recorded calls in the terminal.
+"""Labelling recorded calls: what `switchboard label` (app/cli/label.py) does with the files.
 
 Each label is written back at once, under the lock recording takes to append: the file is read again, the
 one row is changed, and a temporary copy is renamed over it (with the file's mode and owner). Calls recorded
@@ -16,18 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import files
-from app.catalogue.destinations import NONE
 from app.dataset.locking import locked
+from app.errors import UserError, first_error
 from app.vapi.conversation import NoConversation, extract, render
 from app.vapi.messages import PayloadError, parse_json, parse_request
 
 
-class LabelError(Exception):
+class LabelError(UserError):
     """A file cannot be labelled; the message names the file and line."""
 
 
@@ -57,18 +56,17 @@ def _rows(path: Path, warn: Callable[[str], None]) -> list[dict[str, Any]]:
             try:
                 row = _Row.model_validate_json(line)  # bounded nesting, unlike json.loads (a RecursionError)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                field = ".".join(str(p) for p in err["loc"])
-                if err["type"] == "json_invalid":
+                err = first_error(exc)
+                if err.type == "json_invalid":
                     if not complete:
                         warn(f"{path}:{n}: skipped: the last line is cut off (a write that did not finish)")
                         continue
-                    raise LabelError(f"{path}:{n}: not JSON ({err['msg'].removeprefix('Invalid JSON: ')}); {FIX}") \
+                    raise LabelError(f"{path}:{n}: not JSON ({err.message.removeprefix('Invalid JSON: ')}); {FIX}") \
                         from None
-                if not field and err["type"] == "model_type":
-                    raise LabelError(f"{path}:{n}: a row must be a JSON object, got {_json_type(err.get('input'))}; "
-                                     f"{FIX}") from None
-                raise LabelError(f"{path}:{n}: {field or 'row'}: {err['msg']}; {FIX}") from None
+                if not err.where and err.type == "model_type":
+                    raise LabelError(f"{path}:{n}: a row must be a JSON object, got {_json_type(err.input)}; {FIX}") \
+                        from None
+                raise LabelError(f"{path}:{n}: {err.where or 'row'}: {err.message}; {FIX}") from None
             rows.append(row.model_dump())
     except files.FileProblem as exc:
         raise LabelError(f"{exc}; give the JSON Lines files recording wrote (calls-*.jsonl)") from None
@@ -160,41 +158,3 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
                 break
             show(f"'{label}' is not an id; choose one of: {', '.join(sorted(valid))}")
     return {**counts, "remaining": 0}
-
-
-@click.command("label")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def label_command(files: tuple[Path, ...]) -> None:
-    """Label recorded calls: Enter accepts the recorded decision, an id corrects it, s skips, q quits.
-
-    Recording writes one file per process; give them all. Calls recorded while you label are kept.
-
-    \b
-    Example:
-      SWITCHBOARD_RECORD_DIR=recordings switchboard serve   # calls are recorded as they come
-      switchboard label recordings/calls-*.jsonl
-    """
-    from app.catalogue.destinations import CatalogueError
-    from app.cli import fail, settings_from
-    from app.loading import load_catalogue
-
-    settings = settings_from()
-    try:
-        catalogue = load_catalogue(settings.destinations)
-    except CatalogueError as exc:
-        fail(str(exc))
-    valid = {*catalogue.ids, NONE}
-    totals = {"labelled": 0, "skipped": 0, "remaining": 0}
-    for file in files:
-        try:
-            counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
-                                click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
-        except (KeyboardInterrupt, click.Abort, EOFError):
-            click.echo("\nstopped; every label given so far is saved")
-            return
-        except LabelError as exc:
-            fail(str(exc))
-        totals = {k: totals[k] + counts[k] for k in totals}
-        if counts["remaining"]:
-            break
-    click.echo(f"labelled {totals['labelled']}, skipped {totals['skipped']}, left {totals['remaining']}")

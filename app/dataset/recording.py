@@ -16,7 +16,8 @@ while recording loses no line); a short write (a full disk) is cut back off, so 
 later records to be glued onto. Failures are counted (`switchboard_recordings_total{result}`) and logged
 once per FAILURE_LOG_INTERVAL, not once per call.
 
-One file per process (`calls-<host>-<pid>.jsonl`).
+One file per process (`calls-<host>-<pid>.jsonl`). The window is cut in app/dataset/window.py, and the allow-list
+and redaction are app/dataset/redaction.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import logging
 import math
 import os
 import queue
-import re
 import socket
 import threading
 import time
@@ -38,355 +38,22 @@ from typing import Any
 
 from app.catalogue.destinations import Catalogue
 from app.dataset.locking import locked
+from app.dataset.redaction import catalogue_keys, keep
+from app.dataset.window import ID_CHARS, window
 from app.decision.decider import Decision
+from app.errors import UserError
 from app.logs import LOGGER, event
 from app.routers.base import Query
-from app.vapi.conversation import (
-    _TRANSCRIPT_LINE,
-    MAX_ARGUMENT_CHARS,
-    MAX_SCAN,
-    MAX_TURN_CHARS,
-    NoConversation,
-    extract,
-)
+from app.vapi.conversation import NoConversation, extract
 from app.vapi.messages import HANDOFF_REQUEST, PayloadError, parse_request
-from app.vapi.transfers import keys as transfer_keys
-from app.vapi.transfers import latest_indices
-
-REDACTED = "<redacted>"
-MIN_DIGITS = 7  # a run with this many digits may be a phone number; shorter ones (extensions, prices) stay
-SMALLEST_REDACTED = 10 ** (MIN_DIGITS - 1)  # a number whose integral part has MIN_DIGITS digits
 
 RECORD_QUEUE = 256  # records waiting for the writer; each is a bounded window (tens of KB at most)
 BATCH = 64  # records appended under one taking of the lock
 FAILURE_LOG_INTERVAL = 60.0  # seconds between two `recording_failed` lines while the disk refuses
-TEXT_CHARS = MAX_TURN_CHARS * 4  # what the decision reads of any text (conversation._clean cuts there first)
-ARGUMENT_CHARS = MAX_ARGUMENT_CHARS + 1  # longer arguments are no hint; one character more keeps them so
-ID_CHARS = 256  # ids, names, keys
-VALUE_NODES = 200  # values kept of one free-form object (parameters, tool arguments)
-VALUE_CHARS = 2 * TEXT_CHARS  # characters kept of one free-form object
-VALUE_DEPTH = 6
-MAX_TRANSFERS_KEPT = 50  # the latest transfer per catalogue destination; a call reaches a handful
-
-_DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-                "six": "6", "seven": "7", "eight": "8", "nine": "9", "double": "", "triple": ""}
-_TOKEN = re.compile(r"\d+|[^\W\d_]+|\S", re.UNICODE)
-_SEPARATORS = set("+()-./,\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u00b7#*")
-
-MESSAGE_FIELDS = ("role", "message", "time", "endTime", "secondsFromStart", "duration", "name", "result",
-                  "toolCalls", "toolCallId")
-OPENAI_FIELDS = ("role", "content", "tool_calls", "tool_call_id", "name")
-TOOL_CALL_FIELDS = ("id", "type", "function")
-TIMING = frozenset({"time", "endTime", "secondsFromStart", "duration"})
-VIEWS = {"messages": (MESSAGE_FIELDS, "toolCalls"), "messagesOpenAIFormatted": (OPENAI_FIELDS, "tool_calls")}
 RESULTS = ("written", "failed", "dropped")
 
 
-def redact_text(text: str) -> str:
-    """Replace every run that reads as 7 or more digits: '415 555 0143', '(415) 555-0143', '415/555/0143',
-    '415–555–0143', '+44 20 7946 0958', 'four one five five five five zero one four three', mixed forms."""
-    out: list[str] = []
-    last = 0
-    tokens = list(_TOKEN.finditer(text))
-    i = 0
-    while i < len(tokens):
-        start = i
-        digits = 0
-        j = i
-        while j < len(tokens):
-            token = tokens[j].group(0)
-            low = token.lower()
-            if token.isdigit() and token.isascii():
-                digits += len(token)
-            elif low in _DIGIT_WORDS and (digits or low not in ("o", "double", "triple")):
-                digits += len(_DIGIT_WORDS[low]) or 0
-            elif token in _SEPARATORS and (j > start or token in "+("):
-                pass
-            else:
-                break
-            j += 1
-        end = j
-        while end > start and tokens[end - 1].group(0) in _SEPARATORS:  # do not swallow a trailing '.'
-            end -= 1
-        if digits >= MIN_DIGITS and end > start:
-            out.append(text[last:tokens[start].start()])
-            out.append(REDACTED)
-            last = tokens[end - 1].end()
-            i = end
-        else:
-            i = max(j, i + 1)
-    out.append(text[last:])
-    return "".join(out)
-
-
-def _redact_value(value: Any) -> Any:
-    """Free-form data (tool-call arguments given as an object, a handoff's parameters): text, keys, and
-    numbers whose integral part has 7 or more digits, integers and floats alike (4155550123.0, 4.15555e9)."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return REDACTED if abs(value) >= SMALLEST_REDACTED else value  # compared, not printed: no digit limit
-    if isinstance(value, float):
-        return REDACTED if math.isfinite(value) and abs(value) >= SMALLEST_REDACTED else value
-    if isinstance(value, dict):
-        return {redact_text(str(k)): _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_value(v) for v in value]
-    return REDACTED
-
-
-# --- the window: what the decision used, copied with bounded work (on the event loop) ---
-
-class _Budget:
-    __slots__ = ("chars", "nodes")
-
-    def __init__(self, nodes: int = VALUE_NODES, chars: int = VALUE_CHARS) -> None:
-        self.nodes, self.chars = nodes, chars
-
-
-def _bounded(value: Any, budget: _Budget, depth: int = 0, text_chars: int = TEXT_CHARS) -> Any:
-    """A copy of JSON data that stops at the budget: strings cut to what the decision reads, containers cut
-    when the budget's values or characters run out, nothing deeper than VALUE_DEPTH."""
-    if budget.nodes <= 0:
-        return None
-    budget.nodes -= 1
-    if isinstance(value, str):
-        cut = value[:max(0, min(text_chars, budget.chars))]
-        budget.chars -= len(cut)
-        return cut
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if depth >= VALUE_DEPTH:
-        return None
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if budget.nodes <= 0 or budget.chars <= 0:
-                break
-            key = str(k)[:ID_CHARS]
-            budget.chars -= len(key)
-            out[key] = _bounded(v, budget, depth + 1, text_chars)
-        return out
-    if isinstance(value, list):
-        items: list[Any] = []
-        for v in value:
-            if budget.nodes <= 0 or budget.chars <= 0:
-                break
-            items.append(_bounded(v, budget, depth + 1, text_chars))
-        return items
-    return None
-
-
-def _tool_call(calls: Any) -> list[dict[str, Any]] | None:
-    """Of a message's tool calls, the one the hint is read from: the last with a function."""
-    if not isinstance(calls, list):
-        return None
-    for call in reversed(calls[-MAX_SCAN:]):
-        if isinstance(call, dict) and isinstance(call.get("function"), dict):
-            function = call["function"]
-            kept: dict[str, Any] = {k: _bounded(call[k], _Budget(1), text_chars=ID_CHARS)
-                                    for k in ("id", "type") if k in call}
-            copy: dict[str, Any] = {}
-            if "name" in function:
-                copy["name"] = _bounded(function["name"], _Budget(1), text_chars=ID_CHARS)
-            if "arguments" in function:
-                copy["arguments"] = _bounded(function["arguments"], _Budget(), text_chars=ARGUMENT_CHARS)
-            kept["function"] = copy
-            return [kept]
-    return []
-
-
-def _message(item: Any, view: str) -> dict[str, Any] | None:
-    if not isinstance(item, dict):
-        return None
-    fields, calls_key = VIEWS[view]
-    out: dict[str, Any] = {}
-    budget = _Budget()
-    for key in fields:
-        if key in item:
-            out[key] = _tool_call(item[key]) if key == calls_key else _bounded(item[key], budget)
-    return out
-
-
-def _last_tool_call(items: Any, view: str) -> int | None:
-    """Where the hint's tool call is, looked for as the decision looks (conversation._last_index)."""
-    if not isinstance(items, list):
-        return None
-    wanted = "tool_calls" if view == "messages" else "assistant"
-    calls_key = VIEWS[view][1]
-    for i in range(len(items) - 1, max(-1, len(items) - 1 - MAX_SCAN), -1):
-        raw = items[i]
-        if isinstance(raw, dict) and raw.get("role") == wanted and (view == "messages" or raw.get(calls_key)):
-            return i
-    return None
-
-
-def _transcript(text: str, positions: tuple[int, ...]) -> str:
-    """The transcript's lines the window read: each turn's speaker line and the lines that continue it."""
-    lines = text.splitlines()
-    kept: list[str] = []
-    for i in positions:
-        if not 0 <= i < len(lines):
-            continue
-        kept.append(lines[i][:TEXT_CHARS])
-        for follow in lines[i + 1: i + 1 + 20]:  # as conversation._transcript_view reads them
-            if _TRANSCRIPT_LINE.match(follow):
-                break
-            kept.append(follow[:TEXT_CHARS])
-    return "\n".join(kept)
-
-
-def window(message: dict[str, Any], query: Query | None, catalogue: Catalogue | None) -> dict[str, Any]:
-    """The part of a request its decision used, as a request of the same shape: replayed by `eval`, it gives
-    the router the same turns (without the "messages omitted" line), hint and left-out destinations."""
-    out: dict[str, Any] = {k: _bounded(message[k], _Budget(1), text_chars=ID_CHARS)
-                           for k in ("type", "timestamp") if k in message}
-    artifact = message.get("artifact")
-    if isinstance(artifact, dict):
-        kept: dict[str, Any] = {}
-        conversation = query.conversation if query is not None else None
-        if conversation is not None:
-            source = conversation.source
-            picks: dict[str, list[int]] = {view: [] for view in VIEWS}
-            if source in VIEWS:
-                picks[source] = list(conversation.positions)
-            elif isinstance(artifact.get("transcript"), str):
-                kept["transcript"] = _transcript(artifact["transcript"], conversation.positions)
-            for view in VIEWS if source == "transcript" else (source,):  # where the hint's tool call is
-                at = _last_tool_call(artifact.get(view), view)
-                if at is not None:
-                    picks[view] = sorted({*picks[view], at})
-            for view, positions in picks.items():
-                items = artifact.get(view)
-                if positions and isinstance(items, list):
-                    copies = (_message(items[i], view) for i in positions if 0 <= i < len(items))
-                    kept[view] = [c for c in copies if c is not None]
-        if query is not None and catalogue is not None and isinstance(artifact.get("transfers"), list):
-            items = artifact["transfers"]
-            deciding = latest_indices(items, catalogue, query.subset or query.allowed, query.kind)
-            kept["transfers"] = [_bounded(items[i], _Budget(40)) for i in deciding[-MAX_TRANSFERS_KEPT:]]
-        out["artifact"] = kept
-    for holder, fields in (("assistant", ("id", "name")), ("call", ("id", "assistantId")),
-                           ("chat", ("id", "assistantId"))):
-        value = message.get(holder)
-        if isinstance(value, dict):
-            picked = {k: value[k][:ID_CHARS] for k in fields if isinstance(value.get(k), str)}
-            if picked:
-                out[holder] = picked
-    if isinstance(message.get("parameters"), dict):
-        out["parameters"] = _bounded(message["parameters"], _Budget())
-    return out
-
-
-# --- the allow-list and redaction (in the writer thread) ---
-
-def _pick(item: Any, fields: tuple[str, ...]) -> dict[str, Any] | None:
-    if not isinstance(item, dict):
-        return None
-    return {k: item[k] for k in fields if k in item}
-
-
-def _tool_calls(calls: Any) -> list[dict[str, Any]] | None:
-    if not isinstance(calls, list):
-        return None
-    out = []
-    for call in calls:
-        kept = _pick(call, TOOL_CALL_FIELDS)
-        if kept is None:
-            continue
-        function = kept.get("function")
-        if isinstance(function, dict):
-            kept["function"] = {k: function[k] for k in ("name", "arguments") if k in function}
-        out.append(kept)
-    return out
-
-
-def _text_fields(item: dict[str, Any], redact: bool) -> dict[str, Any]:
-    """Redact inside a kept message: its text and tool-call arguments; timings stay as they are."""
-    if not redact:
-        return item
-    return {k: v if k in TIMING or k == "role" else _redact_value(v) for k, v in item.items()}
-
-
-def _messages(items: Any, fields: tuple[str, ...], calls_key: str, redact: bool) -> list[dict[str, Any]] | None:
-    if not isinstance(items, list):
-        return None
-    out = []
-    for item in items:
-        kept = _pick(item, fields)
-        if kept is None:
-            continue
-        if calls_key in kept:
-            kept[calls_key] = _tool_calls(kept[calls_key])
-        out.append(_text_fields(kept, redact))
-    return out
-
-
-def catalogue_keys(catalogue: Catalogue | None) -> frozenset[str]:
-    """What identifies the catalogue's own destinations (transfers.keys), for telling them from the rest."""
-    found: set[str] = set()
-    for entry in catalogue.entries if catalogue else ():
-        for target in (entry.destination, entry.handoff):
-            found |= transfer_keys(target, entry=True)
-    return frozenset(found)
-
-
-def _transfers(items: Any, known: frozenset[str], redact: bool) -> list[dict[str, Any]] | None:
-    """Earlier transfers: status, mode, and where to. A destination of the catalogue's is the business's own
-    and is kept, whatever way it is written (evaluation matches on it); any other is redacted."""
-    if not isinstance(items, list):
-        return None
-    out = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        kept: dict[str, Any] = {k: item[k] for k in ("status", "mode") if isinstance(item.get(k), str)}
-        dest = item.get("destination")
-        if isinstance(dest, dict):
-            where = {k: dest[k] for k in ("type", "number", "sipUri", "assistantName", "extension")
-                     if isinstance(dest.get(k), str)}
-            if redact:
-                ours: set[str] = {k for k in ("number", "sipUri", "assistantName")
-                        if k in where and (found := transfer_keys({k: where[k]})) and found <= known}
-                if "number" in ours:
-                    ours.add("extension")
-                where = {k: v if k == "type" or k in ours else REDACTED for k, v in where.items()}
-            kept["destination"] = where
-        out.append(kept)
-    return out
-
-
-def keep(message: dict[str, Any], catalogue: Catalogue | None = None, redact: bool = True,
-         known: frozenset[str] | None = None) -> dict[str, Any]:
-    """The allow-listed, redacted copy of a message (of its window, when recording)."""
-    out: dict[str, Any] = {k: message[k] for k in ("type", "timestamp") if k in message}
-    artifact = message.get("artifact")
-    if isinstance(artifact, dict):
-        views: dict[str, Any] = {
-            "messages": _messages(artifact.get("messages"), MESSAGE_FIELDS, "toolCalls", redact),
-            "messagesOpenAIFormatted": _messages(artifact.get("messagesOpenAIFormatted"), OPENAI_FIELDS,
-                                                 "tool_calls", redact),
-            "transcript": (redact_text(artifact["transcript"]) if redact else artifact["transcript"])
-            if isinstance(artifact.get("transcript"), str) else None,
-            "transfers": _transfers(artifact.get("transfers"),
-                                    catalogue_keys(catalogue) if known is None else known, redact),
-        }
-        out["artifact"] = {k: v for k, v in views.items() if v is not None}
-    for holder, fields in (("assistant", ("id", "name")), ("call", ("id", "assistantId")),
-                           ("chat", ("id", "assistantId"))):
-        kept = _pick(message.get(holder), fields)
-        if kept:
-            out[holder] = {k: v for k, v in kept.items() if isinstance(v, str)}
-    if isinstance(message.get("parameters"), dict):
-        out["parameters"] = _redact_value(message["parameters"]) if redact else message["parameters"]
-    return out
-
-
-# --- the recorder ---
-
-class RecordingError(Exception):
+class RecordingError(UserError):
     """The recording directory cannot be used; the message names the setting."""
 
 

@@ -23,11 +23,11 @@ from app.catalogue.destinations import NONE, Catalogue
 from app.decision.breaker import CircuitBreaker
 from app.decision.deadlines import InFlight
 from app.decision.hedging import Hedging
+from app.logs import LOGGER
 from app.routers.base import Choice, InvalidAnswer, ModelError, Query, Retry, Router, Usage
 from app.routers.offline import OfflineRouter
+from app.settings import MIN_ATTEMPT_S, RESERVE_S  # kept back for the answer; the least an attempt may start with
 
-RESERVE_S = 0.15  # kept back from the router for the rescue path, event-loop lag under load, and the response
-MIN_ATTEMPT_S = 0.15  # no point starting an attempt with less time than this
 MIN_ROUTER_SHARE = 0.5  # spreading deadlines never takes more than half of the router's time
 NO_MATCH = "no suitable destination"
 FAILURE_ANSWERS = {"timeout": "routing timed out", "invalid_answer": "routing model gave no valid destination",
@@ -125,7 +125,7 @@ class Decider:
         except Exception:
             # A bug or an error type nobody mapped: the caller is still on the line, so answer by the failure
             # policy like any other failure, and leave the full trace in the log for whoever fixes it.
-            logging.getLogger("switchboard").exception("router_crashed")
+            logging.getLogger(LOGGER).exception("router_crashed")
             decision.outcome, decision.failure = "llm_error", "internal"
         else:
             self._accept(decision, choice, query)
@@ -252,7 +252,7 @@ class Decider:
         try:
             self._take(decision, choice, query)
         except Exception:
-            logging.getLogger("switchboard").exception("accept_crashed")
+            logging.getLogger(LOGGER).exception("accept_crashed")
             _unanswer(decision)
             decision.outcome, decision.failure = "llm_error", "internal"
 
@@ -298,7 +298,7 @@ class Decider:
         try:
             self._policy(decision, query)
         except Exception as exc:
-            log = logging.getLogger("switchboard")
+            log = logging.getLogger(LOGGER)
             if decision.failure == "internal":  # its trace is in the log already: likely the same fault
                 log.error("rescue_crashed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200]}})
             else:

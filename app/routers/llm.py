@@ -35,6 +35,7 @@ from app.catalogue.destinations import NONE
 from app.routers.base import Capabilities, Choice, InvalidAnswer, ModelError, Parts, Query, Retry, Usage
 from app.routers.confidence import MAX_TOKEN_BYTES, SCAN_CHARS, TokenLogprob, find_word, id_span, measure
 from app.routers.prompt import CompiledPrompt, Prompt
+from app.vapi.messages import Loose as _Loose  # one base for what other parties send: unread fields dropped
 
 MODES = ("json_schema", "json_object_schema", "json_object", "text")
 TOP_LOGPROBS = 3
@@ -63,10 +64,6 @@ _REFUSED_LOGPROBS = re.compile(r"logprobs", re.IGNORECASE)
 _REFUSED_LENGTH = re.compile(r"maxLength|minLength", re.IGNORECASE)
 _REFUSAL_WORDS = re.compile(r"must be|should be|not supported|unsupported|invalid|unknown|not allowed|expected",
                             re.IGNORECASE)
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
 
 
 class Message(_Loose):

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.catalogue.destinations import NONE, Catalogue
+from app.errors import UserError, first_error
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 REQUIRED = ("catalogue", "conversation")
@@ -28,7 +29,7 @@ REASON_MAX_CHARS = 160  # one short sentence; the schema says so, and max_tokens
 PADDING_TOKENS = 24  # room for whitespace a grammar lets a small model add around the JSON
 
 
-class PromptError(Exception):
+class PromptError(UserError):
     """The prompt file cannot be used; the message says what to fix."""
 
 
@@ -118,8 +119,8 @@ def parse(text: str, path: str = "prompt") -> Prompt:
     except tomllib.TOMLDecodeError as exc:
         raise PromptError(f"{path}: header is not valid TOML: {exc}") from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise PromptError(f"{path}: header field {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        first = first_error(exc)
+        raise PromptError(f"{path}: header field {first.where}: {first.message}") from None
     body = "".join(lines[end + 1:])
     found = PLACEHOLDER.findall(body)
     unknown = sorted(set(found) - set(KNOWN))

@@ -1,4 +1,4 @@
-"""Entry point for uvicorn workers: `uvicorn --factory app.asgi:build`. Settings come from the environment."""
+"""Entry point for uvicorn workers: `uvicorn --factory app.service.asgi:build`. Settings come from the environment."""
 
 from __future__ import annotations
 

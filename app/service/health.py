@@ -15,10 +15,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from app import __version__
 
 if TYPE_CHECKING:
     from app.engine import Engine
+    from app.service.state import State
 
 HOURS_REFRESH = 1.0  # seconds the open/closed state is reused: opening hours have minute granularity
 STARTING = json.dumps({"status": "starting", "version": __version__}).encode()
@@ -49,3 +53,16 @@ class HealthPage:
             self._body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
             self._key = key
         return self._body, 200
+
+
+class Healthz:
+    """`Route("/healthz", Healthz(state).handle, methods=["GET"])`: no credentials, for load balancers."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.page = HealthPage()
+
+    async def handle(self, request: Request) -> Response:
+        breaker = self.state.runtime.breaker
+        body, status = self.page.render(self.state.engine, breaker.state if breaker and breaker.enabled else "off")
+        return Response(body, status_code=status, media_type="application/json")

@@ -11,8 +11,14 @@ import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
+from app.decision.breaker import CircuitBreaker
 from app.decision.decider import Decision
+from app.service.auth import METRICS_REFUSED, metrics_allowed
+from app.service.server import METRICS_DIR_ENV
+from app.settings import Settings
 
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0)
 BREAKER_STATES = {"off": 0, "closed": 0, "half_open": 1, "open": 2}
@@ -23,7 +29,7 @@ RENDER_SPACING = 10
 
 
 def _multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return bool(os.environ.get(METRICS_DIR_ENV))
 
 
 class Metrics:
@@ -89,3 +95,20 @@ class Metrics:
     def process_exited() -> None:
         if _multiprocess():
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class MetricsPage:
+    """`Route("/metrics", MetricsPage(...).handle, methods=["GET"])`: behind SWITCHBOARD_METRICS_TOKEN when set.
+    `breaker` is the process's (it outlives reloads), None when there is none."""
+
+    def __init__(self, metrics: Metrics, settings: Settings, breaker: CircuitBreaker | None) -> None:
+        self.metrics, self.settings = metrics, settings
+        self.breaker = breaker
+
+    async def handle(self, request: Request) -> Response:
+        if not metrics_allowed(self.settings, request.headers):
+            return JSONResponse({"error": METRICS_REFUSED}, status_code=401, headers={"www-authenticate": "Bearer"})
+        breaker = self.breaker
+        if breaker is not None and breaker.enabled:  # open -> half_open happens with time, not on an event
+            self.metrics.breaker_changed(breaker.state)
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")

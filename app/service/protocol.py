@@ -23,11 +23,11 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from app import logs
-from app.service.server import ARRIVED
 
 if TYPE_CHECKING:
     from app.settings import Settings
 
+ARRIVED = "switchboard.arrived"  # ASGI scope extension: time.monotonic() when the request's first byte came
 LINGER = 1.0  # seconds a refused connection's further bytes are read and dropped, so the client can read the 431
 
 

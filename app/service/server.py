@@ -21,16 +21,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.errors import UserError
+
 if TYPE_CHECKING:
     from app.settings import Settings
 
-ARRIVED = "switchboard.arrived"  # ASGI scope extension: time.monotonic() when the request's first byte came
 FDS_PER_REQUEST = 3  # the caller's connection, the model request and a hedged one
 FDS_RESERVED = 64  # files, the listening socket, the event loop, logs
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable, read when it is imported
 
 
-class ServeError(Exception):
+class ServeError(UserError):
     """The service cannot start as asked; the message says what to change."""
 
 

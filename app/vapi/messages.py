@@ -17,6 +17,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.catalogue.hours import read_moment
+from app.errors import UserError, first_error
 
 TRANSFER_REQUEST = "transfer-destination-request"
 HANDOFF_REQUEST = "handoff-destination-request"
@@ -24,7 +25,7 @@ DESTINATION_REQUESTS = (TRANSFER_REQUEST, HANDOFF_REQUEST)
 OTHER_TYPE = "other"  # the metrics label for a type Vapi does not define: labels come from a fixed set
 
 
-class PayloadError(Exception):
+class PayloadError(UserError):
     """The body cannot be used. `status` is the HTTP status to answer with."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -32,21 +33,23 @@ class PayloadError(Exception):
         self.status = status
 
 
-class _Loose(BaseModel):
-    # Unread fields are dropped, not copied: the raw dict is kept where the whole body is needed (recording).
+class Loose(BaseModel):
+    """A message from another party (Vapi here, a model server in routers/llm.py), read for the fields typed on
+    it. Unread fields are dropped, not copied: the raw dict is kept where the whole body is needed (recording)."""
+
     model_config = ConfigDict(extra="ignore")
 
 
-class ToolFunction(_Loose):
+class ToolFunction(Loose):
     name: str | None = None
     arguments: Any = None  # a JSON string or an object; anything unreadable is simply no hint
 
 
-class ToolCall(_Loose):
+class ToolCall(Loose):
     function: ToolFunction | None = None
 
 
-class ArtifactMessage(_Loose):
+class ArtifactMessage(Loose):
     role: str
     message: str | None = None
     toolCalls: list[ToolCall] | None = None
@@ -55,13 +58,13 @@ class ArtifactMessage(_Loose):
     secondsFromStart: float | None = None
 
 
-class OpenAIFormattedMessage(_Loose):
+class OpenAIFormattedMessage(Loose):
     role: str
     content: str | list[Any] | None = None
     tool_calls: list[ToolCall] | None = None
 
 
-class Artifact(_Loose):
+class Artifact(Loose):
     """The conversation views stay raw lists here: only the messages inside the window are typed."""
 
     messages: list[Any] | None = None
@@ -78,24 +81,23 @@ def typed_item(model: type[M], items: list[Any], index: int, where: str) -> M:
     try:
         return model.model_validate(items[index])
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in (index, *first["loc"]))
-        raise PayloadError(f"{where}.{loc}: {first['msg']}.") from None
+        first = first_error(exc, index)
+        raise PayloadError(f"{where}.{first.where}: {first.message}.") from None
 
 
-class Named(_Loose):
+class Named(Loose):
     id: str | None = None
     name: str | None = None
 
 
-class Call(_Loose):
+class Call(Loose):
     """The call, or for a chat (no call at all) the chat: both carry an id and the assistant's id."""
 
     id: str | None = None
     assistantId: str | None = None  # when the request carries no assistant object
 
 
-class DestinationRequest(_Loose):
+class DestinationRequest(Loose):
     """A transfer-destination-request or a handoff-destination-request."""
 
     type: str
@@ -153,9 +155,8 @@ def parse_request(message: dict[str, Any]) -> DestinationRequest:
     try:
         return DestinationRequest.model_validate(message)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "message." + ".".join(str(p) for p in first["loc"])
-        raise PayloadError(f"{where}: {first['msg']} ({exc.error_count()} problem(s) in the request).") from None
+        first = first_error(exc, "message")
+        raise PayloadError(f"{first.where}: {first.message} ({first.count} problem(s) in the request).") from None
 
 
 @cache

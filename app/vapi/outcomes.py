@@ -26,9 +26,10 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from app.catalogue.hours import read_moment
+from app.vapi.messages import Loose as _Loose  # one base for what other parties send: unread fields dropped
 
 END_OF_CALL_REPORT = "end-of-call-report"
 STATUS_UPDATE = "status-update"
@@ -202,10 +203,6 @@ Text = Annotated[str | None, BeforeValidator(_text)]
 KeyText = Annotated[str | None, BeforeValidator(_key_text)]
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
 class Destination(_Loose):
     """The parts of a destination that say which one it is; `keys` is destination_keys of what was sent."""
 
@@ -251,8 +248,8 @@ class Activation(_Loose):
 
 
 class OutcomeArtifact(_Loose):
-    transfers: Annotated[list[TransferRecord], BeforeValidator(_latest)] = []
-    assistantActivations: Annotated[list[Activation], BeforeValidator(_latest)] = []
+    transfers: Annotated[list[TransferRecord], BeforeValidator(_latest)] = Field(default_factory=list)
+    assistantActivations: Annotated[list[Activation], BeforeValidator(_latest)] = Field(default_factory=list)
     # How many activations Vapi listed: the first of a complete list is the assistant the call started with
     activations_listed: int = 0
 

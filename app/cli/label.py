@@ -1,0 +1,42 @@
+"""`switchboard label FILE...`: label recorded calls in the terminal (the files' side is app/dataset/labelling.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli import settings_from
+
+
+@click.command("label")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def label(files: tuple[Path, ...]) -> None:
+    """Label recorded calls: Enter accepts the recorded decision, an id corrects it, s skips, q quits.
+
+    Recording writes one file per process; give them all. Calls recorded while you label are kept.
+
+    \b
+    Example:
+      SWITCHBOARD_RECORD_DIR=recordings switchboard serve   # calls are recorded as they come
+      switchboard label recordings/calls-*.jsonl
+    """
+    from app.catalogue.destinations import NONE
+    from app.dataset.labelling import label_file
+    from app.loading import load_catalogue
+
+    settings = settings_from()
+    catalogue = load_catalogue(settings.destinations)
+    valid = {*catalogue.ids, NONE}
+    totals = {"labelled": 0, "skipped": 0, "remaining": 0}
+    for file in files:
+        try:
+            counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
+                                click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
+        except (KeyboardInterrupt, click.Abort, EOFError):
+            click.echo("\nstopped; every label given so far is saved")
+            return
+        totals = {k: totals[k] + counts[k] for k in totals}
+        if counts["remaining"]:
+            break
+    click.echo(f"labelled {totals['labelled']}, skipped {totals['skipped']}, left {totals['remaining']}")
