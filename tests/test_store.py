@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from app.errors import UserError
 from app.logs import LOGGER
 from app.store import (
     ENV,
@@ -210,6 +211,7 @@ def test_database_url_forms(value: str | None, kind: str, where: str | None) -> 
 def test_database_url_errors_name_the_variable_and_the_fix(value: str, says: str) -> None:
     with pytest.raises(StoreConfigError) as caught:
         parse_database_url(value)
+    assert isinstance(caught.value, UserError)  # the CLI prints it as one `Error:` line, exit 2
     message = str(caught.value)
     assert message.startswith(f"{ENV}=")
     assert says in message
@@ -467,8 +469,9 @@ def test_the_cli_is_told_when_the_database_cannot_be_reached() -> None:
 
 def test_a_sqlite_path_that_cannot_work_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    with pytest.raises(StoreError, match=f"cannot create the folder.*{ENV}=sqlite:///"):
+    with pytest.raises(StoreError, match=f"cannot create the folder.*{ENV}=sqlite:///") as caught:
         open_store_sync(f"sqlite:///{tmp_path}/file/s.db")
+    assert isinstance(caught.value, UserError)
 
 
 def test_store_off_keeps_nothing() -> None:

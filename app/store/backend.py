@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from app.errors import UserError
 from app.store.rows import DecisionRow, EventRow, OutcomeRow
 
 
-class StoreError(Exception):
-    """The store cannot do what was asked; the message says why and what to do."""
+class StoreError(UserError):
+    """The store cannot do what was asked; the message says why and what to do (the CLI prints it as one
+    `Error:` line)."""
 
 
 class StoreUnavailable(StoreError):

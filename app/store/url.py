@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
+from app.errors import UserError
+
 ENV = "SWITCHBOARD_DATABASE_URL"
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_FILE = "switchboard.db"
@@ -24,8 +26,9 @@ FORMS = ("sqlite:///PATH (an embedded file), postgresql://user@host:port/db (sha
 OFF = frozenset({"none", "off"})
 
 
-class StoreConfigError(ValueError):
-    """SWITCHBOARD_DATABASE_URL cannot be used; the message names it and says how to fix it."""
+class StoreConfigError(UserError, ValueError):
+    """SWITCHBOARD_DATABASE_URL cannot be used; the message names it and says how to fix it (the CLI prints it
+    as one `Error:` line)."""
 
 
 @dataclass(frozen=True, slots=True)
