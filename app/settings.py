@@ -154,6 +154,18 @@ class Settings(BaseSettings):
     record_redact: bool = Field(True, description="Redact caller numbers, customer details and phoneNumber "
                                 "secrets in recordings.")
 
+    # The decision store (app/store): decisions and Vapi's transfer outcomes
+    database_url: str | None = Field(
+        None, description="Where decisions and outcomes are kept: unset, an embedded SQLite file in "
+        "SWITCHBOARD_DATA_DIR; `sqlite:///PATH`; `postgresql://user@host:port/db` (replicas share it); `none`: "
+        "kept nowhere.")
+    data_dir: Path = Field(Path("data"), description="Folder of the embedded database (the Docker image uses "
+                           "its /data volume).")
+    retention_days: float = Field(90.0, gt=0, le=36_500, description="Days decisions and outcomes are kept; older "
+                                  "ones are deleted.")
+    store_buffer: int = Field(10_000, ge=100, le=1_000_000, description="Rows that wait in memory while the "
+                              "database is slow or down; beyond it new rows are dropped (counted and logged).")
+
     @property
     def llm_configured(self) -> bool:
         return self.openai_api_key is not None or self.openai_base_url is not None
