@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "check": ("app.cli.check", "check", "Check settings, catalogue and prompt, as serve does at start-up."),
     "label": ("app.cli.label", "label", "Label recorded calls in the terminal."),
     "eval": ("app.cli.eval", "eval_command", "Measure prompts, models and routers on labelled calls."),
+    "outcomes": ("app.cli.outcomes", "outcomes", "What became of the answered calls, per destination, worst first."),
+    "export": ("app.cli.export", "export", "Write the recorded calls in the store as a dataset, with outcomes."),
+    "forget": ("app.cli.forget", "forget", "Delete everything kept about one call."),
 }
 
 
