@@ -11,8 +11,14 @@ from app.cli import settings_from
 
 @click.command("label")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def label(files: tuple[Path, ...]) -> None:
+@click.option("--low-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="A decision scored below this counts as low confidence, and is offered early.")
+def label(files: tuple[Path, ...], low_score: float) -> None:
     """Label recorded calls: Enter accepts the recorded decision, an id corrects it, s skips, q quits.
+
+    Likely mistakes come first, so a few minutes of labelling go where they matter: in each file, calls whose
+    outcome was rerouted (from `switchboard export`), then low confidence (a score below --low-score, or the
+    decision's outcome low_confidence), then unreachable, then the rest, each group in file order.
 
     Recording writes one file per process; give them all. Calls recorded while you label are kept.
 
@@ -20,6 +26,7 @@ def label(files: tuple[Path, ...]) -> None:
     Example:
       SWITCHBOARD_RECORD_DIR=recordings switchboard serve   # calls are recorded as they come
       switchboard label recordings/calls-*.jsonl
+      switchboard export --out recordings/export.jsonl && switchboard label recordings/export.jsonl
     """
     from app.catalogue.destinations import NONE
     from app.dataset.labelling import label_file
@@ -32,7 +39,8 @@ def label(files: tuple[Path, ...]) -> None:
     for file in files:
         try:
             counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
-                                click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
+                                click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True),
+                                low_score)
         except (KeyboardInterrupt, click.Abort, EOFError):
             click.echo("\nstopped; every label given so far is saved")
             return

@@ -47,6 +47,7 @@ class _Row(BaseModel):
 
 
 FIX = "fix or remove the line, then label again"
+LOW_SCORE = 0.5  # a decision scored below this is offered early: the router itself was unsure
 
 
 def _rows(path: Path, warn: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -130,13 +131,29 @@ def conversation_text(row: dict[str, Any]) -> str:
         return f"(no conversation: {exc})"
 
 
+def likely_mistakes_first(rows: list[dict[str, Any]], low_score: float = LOW_SCORE) -> list[dict[str, Any]]:
+    """Rows in the order a few minutes of labelling are best spent: those whose outcome (from `switchboard
+    export`) is rerouted, then low confidence (the decision's score below `low_score`, or its outcome
+    low_confidence), then unreachable, then the rest; in file order within each group."""
+    def group(row: dict[str, Any]) -> int:
+        decision = row.get("decision")
+        score = decision.get("score") if isinstance(decision, dict) else None
+        low = (isinstance(decision, dict) and decision.get("outcome") == "low_confidence") or (
+            isinstance(score, int | float) and not isinstance(score, bool) and score < low_score)
+        outcome = row.get("outcome")
+        return 0 if outcome == "rerouted" else 1 if low else 2 if outcome == "unreachable" else 3
+
+    return sorted(rows, key=group)  # sorted is stable: file order within a group
+
+
 def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None],
-               warn: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Go through unlabelled rows; returns counts of labelled, skipped and remaining rows."""
+               warn: Callable[[str], None] | None = None, low_score: float = LOW_SCORE) -> dict[str, int]:
+    """Go through unlabelled rows, likely mistakes first (likely_mistakes_first); returns counts of labelled,
+    skipped and remaining rows."""
     counts = {"labelled": 0, "skipped": 0}
     with locked(path):
         rows = _rows(path, warn or show)
-    todo = [row for row in rows if not row.get("expected")]
+    todo = likely_mistakes_first([row for row in rows if not row.get("expected")], low_score)
     for n, row in enumerate(todo, start=1):
         decided = (row.get("decision") or {}).get("chosen") or ""
         show(f"\n--- {n}/{len(todo)}  {row.get('id')}  tags: {', '.join(row.get('tags', [])) or '-'}")
