@@ -198,6 +198,20 @@ def test_a_store_that_cannot_be_reached_is_one_error_line(tmp_path):
         assert "Traceback" not in result.output
 
 
+def test_an_unreachable_store_is_one_line_in_a_real_terminal_too(tmp_path):
+    """Outside pytest nothing captures logging: the store's own `store_unavailable` log line came before the
+    Error: line."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "app", "outcomes", "--database-url",
+                          "postgresql://nobody@127.0.0.1:1/switchboard"], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json"),
+                              "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("Error: cannot reach the store")
+
+
 def test_no_store_yet_is_said_not_created(tmp_path):
     missing = tmp_path / "nothing.db"
     result = run(["outcomes"], missing)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,17 @@ def open_store(settings: Settings, *, missing_ok: bool = False) -> Store | None:
         fail(f"no store at {target.path}: nothing has been kept there yet. Give the store the service writes to "
              f"(--database-url, {ENV}, or SWITCHBOARD_DATA_DIR as serve has it)")
     return open_store_sync(settings.database_url, settings.data_dir, retention_days=None,
-                           start_timeout=CLI_START_TIMEOUT, require_connection=True)
+                           start_timeout=CLI_START_TIMEOUT, require_connection=True, logger=_quiet())
+
+
+def _quiet() -> logging.Logger:
+    """The store's log lines are for the service's log; a command says what went wrong once, as its `Error:`
+    line (with no handler, Python printed the bare event name, `store_unavailable`, above it)."""
+    log = logging.getLogger("switchboard.cli.store")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+    return log
 
 
 def records(store: Store, since: dt.datetime | None) -> Iterator[CallRecord]:
