@@ -265,12 +265,13 @@ def test_comparisons_are_paired_by_call(tmp_path):
     assert run(["eval", SAMPLE, str(ROOT / "datasets/holdout.jsonl"), "-r", "offline", "-o", str(out)]).exit_code == 0
     doc = json.loads((out / "results.json").read_text())
     calls = doc["combinations"][0]["calls"]
-    # a baseline in which two calls this run gets wrong were right, and one it gets right was wrong
-    wrong = [c for c in calls if c["predicted"] != c["expected"]][:2]
-    right = next(c for c in calls if c["predicted"] == c["expected"])
+    # a baseline in which two calls this run gets wrong were right, and one it gets right was wrong (the calls
+    # are paired on what was answered)
+    wrong = [c for c in calls if c["answered"] != c["expected"] and not c.get("by_fallback")][:2]
+    right = next(c for c in calls if c["answered"] == c["expected"])
     for c in wrong:
-        c["predicted"] = c["expected"]
-    right["predicted"] = "error"
+        c["predicted"] = c["answered"] = c["expected"]
+    right["predicted"] = right["answered"] = "error"
     (out / "base.json").write_text(json.dumps(doc))
     result = run(["eval", SAMPLE, str(ROOT / "datasets/holdout.jsonl"), "-r", "offline", "-o", str(tmp_path / "p"),
                   "--baseline", str(out / "base.json")])
@@ -435,3 +436,59 @@ def test_a_results_json_from_an_earlier_version_still_serves_as_baseline(tmp_pat
     assert (vs["paired_calls"], vs["fixed"], vs["broken"]) == (66, 0, 0)
     read = RunResult.from_json(old.read_text()).combinations[0]
     assert read.metrics.accuracy_ci is None and read.metrics.scores is None and read.calls[0].score is None
+
+
+LATE_MS = 1_764_048_600_000  # Monday 24 Nov 2025, 21:30 in Los Angeles: billing closed at 20:00, front_desk open
+
+
+def test_what_was_answered_is_scored_at_each_calls_own_time(tmp_path):
+    """A billing call at 21:30, answered with billing's after-hours entry (front_desk) as the label asks, is right;
+    scoring the router's own pick counted it wrong ("expected front_desk, chose billing"). The router's pick is
+    reported beside it, and out-of-scope calls the catalogue's fallback took are what a `none` label asks for."""
+    said = [("user", "Hi, I was charged twice on my bill this month."), ("bot", "Let me get you to billing.")]
+    late = transfer_request(said, call_id="call-late")
+    late["message"]["timestamp"] = LATE_MS
+    weather = transfer_request([("user", "What's the weather going to be like tomorrow?")], call_id="call-sky")
+    rows = [{"id": "bill-2130", "expected": "front_desk", "tags": ["after-hours"], "payload": late},
+            {"id": "bill-1100", "expected": "billing", "tags": ["open"], "payload": transfer_request(said)},
+            {"id": "weather", "expected": "none", "tags": ["out-of-scope"], "payload": weather}]
+    data = write_rows(tmp_path / "late.jsonl", rows)
+    result = run(["eval", str(data), "-r", "offline", "-o", str(tmp_path / "o"), "--min-accuracy", "1.0"])
+    assert result.exit_code == 0, result.output + result.stderr  # the gate is on what was answered: 3 of 3
+    metrics = json.loads((tmp_path / "o/results.json").read_text())["combinations"][0]["metrics"]
+    calls = {c["id"]: c for c in json.loads((tmp_path / "o/results.json").read_text())["combinations"][0]["calls"]}
+    assert calls["bill-2130"]["predicted"] == "billing" and calls["bill-2130"]["answered"] == "front_desk"
+    assert calls["weather"]["predicted"] == "none" and calls["weather"]["answered"] == "front_desk"
+    assert calls["weather"]["by_fallback"] is True
+    assert (metrics["scored"], metrics["correct"], metrics["accuracy"]) == ("answered", 3, 1.0)
+    assert (metrics["chosen_correct"], metrics["chosen_accuracy"]) == (2, pytest.approx(2 / 3))
+    assert metrics["confusion"]["front_desk"]["front_desk"] == 1 and metrics["confusion"]["none"]["none"] == 1
+    assert metrics["by_tag"]["after-hours"]["accuracy"] == 1.0
+    assert "expected front_desk" not in result.output and "Wrong calls" not in result.output
+    # The gate says which accuracy it judged
+    failed = run(["eval", str(data), "-r", "offline", "--min-accuracy", "1.0", "--lower-bound"])
+    assert failed.exit_code == 1 and "answered accuracy's 95% lower bound" in failed.stderr
+
+
+def test_an_older_baseline_is_judged_on_what_it_answered(tmp_path):
+    """A results.json from before (no `scored`) has the router's pick in `accuracy`; as a baseline, its calls are
+    scored again by what they were answered with, and that is what this run's answered accuracy must not drop
+    below."""
+    late = transfer_request([("user", "I was charged twice on my bill")], call_id="call-late")
+    late["message"]["timestamp"] = LATE_MS
+    data = write_rows(tmp_path / "d.jsonl", [{"id": "late", "expected": "front_desk", "payload": late},
+                                             row("day", "billing"), row("wrong", "sales")])
+    assert run(["eval", str(data), "-r", "offline", "-o", str(tmp_path / "o")]).exit_code == 0
+    doc = json.loads((tmp_path / "o/results.json").read_text())
+    m = doc["combinations"][0]["metrics"]
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    for key in ("scored", "chosen_correct", "chosen_accuracy", "chosen_accuracy_ci"):
+        del m[key]
+    m["accuracy"] = 1.0  # a figure its calls do not bear out: they answered 2 of 3 where the label says
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    args = ["eval", str(data), "-r", "offline", "--baseline", str(tmp_path / "old.json"), "--tolerance", "0"]
+    assert run(args).exit_code == 0
+    m["scored"] = "answered"  # the same figure, from a results.json that scored what was answered: a drop
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    failed = run(args)
+    assert failed.exit_code == 1 and "answered accuracy 0.667 dropped from 1.000" in failed.stderr

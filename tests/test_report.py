@@ -91,9 +91,9 @@ def terminal(doc: RunResult, width: int = 120) -> str:
     return buf.getvalue()
 
 
-def acc(value: float, ci: tuple[float, float] | None) -> str:
+def acc(value: float, ci: tuple[float, float] | None, digits: int = 1) -> str:
     assert ci is not None
-    return f"{100 * value:.1f}% ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
+    return f"{100 * value:.{digits}f}% ({100 * ci[0]:.{digits}f}–{100 * ci[1]:.{digits}f})"
 
 
 def outputs(doc: RunResult) -> dict[str, str]:
@@ -113,7 +113,7 @@ def test_the_one_combination_run(docs):
             assert tag in text and acc(v.accuracy, v.accuracy_ci) in text, (kind, tag)
     out = terminal(ev1)
     assert "\x1b[" not in out  # not a terminal: plain text
-    assert re.search(r"^best +combination +accuracy \(95% CI\)", out, re.M)
+    assert re.search(r"^best +combination +\(95% CI\)", out, re.M) and "answered accuracy" in out
     assert re.search(r"^best +offline +" + re.escape(acc(m.accuracy, m.accuracy_ci)), out, re.M)
     assert "Combinations disagree" not in out
 
@@ -152,7 +152,7 @@ def test_summary_best_column_has_a_header_everywhere(docs):
     best = ev2.best_index()
     assert ev2.combinations[best].name == ev2.best
     md = report.markdown(ev2)
-    assert "| best | combination | accuracy (95% CI) |" in md
+    assert "| best | combination | answered accuracy (95% CI) | router's pick (95% CI) |" in md
     assert f"| best | {ev2.best} |" in md
     page = report.html_page(ev2)
     assert "<th class='l'>best</th>" in page and "<tr class='best'>" in page
@@ -206,7 +206,7 @@ def test_no_support_shows_a_dash_never_zero(docs):
     m.consistency = None
     rows = sections.per_destination_rows(m)
     assert rows[1] == [dest, "-", "-", "-", "0", "0"]
-    assert sections.summary_rows(doc.combinations)[1][5] == "-"  # none R
+    assert sections.summary_rows(doc.combinations)[1][6] == "-"  # none R
     md = report.markdown(doc)
     assert f"| `{dest}` | - | - | - | 0 | 0 |" in md
     page = report.html_page(doc)
@@ -301,3 +301,26 @@ def test_a_narrow_terminal_keeps_names_ids_and_intervals(docs):
     assert "offline" in out and "gpt-4.1-mini / route" in flat
     tag, v = next(iter(ev2.combinations[-1].metrics.by_tag.items()))
     assert re.search(rf"^{re.escape(tag)} +{v.calls} ", out, re.M)  # the tag column is not squeezed out
+
+
+def test_both_accuracies_in_every_format(docs):
+    """What was answered is scored, with the router's own pick beside it, in the terminal, Markdown, HTML and
+    results.json; a results.json from before has no router's pick, and shows "-" for it."""
+    _, ev2 = docs
+    for c in ev2.combinations:
+        m = c.metrics
+        answered = acc(m.accuracy, m.accuracy_ci)
+        pick = sections.DASH if m.chosen_accuracy is None else acc(m.chosen_accuracy, m.chosen_accuracy_ci)
+        assert sections.summary_rows(ev2.combinations)[1 + ev2.combinations.index(c)][2:4] == [answered, pick]
+        for kind, text in outputs(ev2).items():
+            assert answered in text, (kind, c.name)
+            if kind != "terminal":  # the terminal shows the router's pick without decimals when it is narrow
+                assert pick in text, (kind, c.name)
+        if m.chosen_accuracy is not None:
+            narrow = acc(m.chosen_accuracy, m.chosen_accuracy_ci, digits=0)
+            assert pick in terminal(ev2) and narrow in terminal(ev2, width=80), c.name
+            doc = ev2.to_dict()["combinations"][ev2.combinations.index(c)]["metrics"]
+            assert doc["scored"] == "answered" and doc["chosen_accuracy"] == m.chosen_accuracy
+            assert doc["chosen_accuracy_ci"] == list(m.chosen_accuracy_ci or ())
+    for kind, text in outputs(ev2).items():
+        assert "answered" in text and "router's pick" in text, kind

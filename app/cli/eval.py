@@ -61,12 +61,13 @@ def _read_prices(path: Path) -> dict[str, tuple[float, ...]]:
 @click.option("--no-cache", is_flag=True, help="Ask the model again even for answers already cached.")
 @click.option("--cache", "cache_path", default=DEFAULT_CACHE, show_default=True, type=click.Path(path_type=Path),
               help="Where model answers are cached.")
-@click.option("--min-accuracy", type=click.FloatRange(0, 1), help="Gate: exit 1 if a combination is below this.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1),
+              help="Gate: exit 1 if a combination's answered accuracy (what callers got) is below this.")
 @click.option("--lower-bound", is_flag=True, help="Apply --min-accuracy to the lower end of accuracy's 95% "
               "interval, not to the figure itself (the gate then means: surely at least this good).")
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A results.json to compare with, call by call (fixed, broken, McNemar p); gate: exit 1 if "
-                   "accuracy or any destination's recall drops by more than --tolerance.")
+                   "answered accuracy or any destination's recall drops by more than --tolerance.")
 @click.option("--tolerance", default=0.02, show_default=True, type=click.FloatRange(0, 1),
               help="Allowed drop against --baseline.")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -82,6 +83,9 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
                  cache_path: Path, min_accuracy: float | None, lower_bound: bool, baseline: Path | None,
                  tolerance: float, prices: Path | None, fit_threshold: bool, target_precision: float | None) -> None:
     """Measure prompts, models and routers against labelled recorded calls (JSONL, or a folder of .json).
+
+    Each call is decided at its own timestamp and scored by what the caller got (after business hours, earlier
+    failed transfers, the fallback and low confidence); the router's own pick is reported beside it.
 
     \b
     Examples:

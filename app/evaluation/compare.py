@@ -1,13 +1,14 @@
 """Judging a run: each combination against this run's best and against a baseline, call by call (fixed, broken,
 the exact McNemar p-value); the threshold --fit-threshold recommends; and the gates (--min-accuracy, --baseline)
-whose failure is exit 1."""
+whose failure is exit 1. The comparisons and the gates judge what the caller got (the answered destination), not
+the router's own pick."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from app.evaluation import statistics as stats
-from app.evaluation.results import NO_SCORES, CallResult, Comparison, RunResult, ThresholdFit
+from app.evaluation.results import NO_SCORES, CallResult, CombinationResult, Comparison, RunResult, ThresholdFit
 from app.evaluation.score import scored_calls
 
 UNPAIRED = "the baseline has no per-call results to pair"
@@ -18,8 +19,8 @@ class GateFailed(Exception):
 
 
 def compare(calls: list[CallResult], reference: list[CallResult], against: str) -> Comparison:
-    """Paired by call id: the calls this run fixed and broke against `reference`, and whether that is more
-    than chance (exact McNemar)."""
+    """Paired by call id: the calls this run fixed and broke against `reference` (right: answered where the
+    label says), and whether that is more than chance (exact McNemar)."""
     before = {c.id: c.right for c in reference}
     pairs = [(before[c.id], c.right) for c in calls if c.id in before]
     fixed = sum(1 for was, now in pairs if now and not was)
@@ -67,23 +68,33 @@ def fit_thresholds(run: RunResult, target_precision: float | None) -> None:
             accuracy_answered=fit.accuracy_answered, setting=setting, fitted=True)
 
 
+def answered_accuracy(combo: CombinationResult) -> float:
+    """The share of calls answered where the label says. A results.json from before scored the router's pick in
+    `accuracy`: its calls are scored again by what they were answered with, when it has them."""
+    m = combo.metrics
+    if m.scored == "answered" or not combo.calls:
+        return m.accuracy
+    return sum(c.right for c in combo.calls) / len(combo.calls)
+
+
 def gate(run: RunResult, min_accuracy: float | None, lower_bound: bool, baseline: RunResult | None,
          tolerance: float) -> None:
-    """GateFailed when a combination's accuracy (or, with `lower_bound`, its interval's lower end) is below
-    `min_accuracy`, or when against the baseline its accuracy or any destination's recall dropped by more than
-    `tolerance`."""
+    """GateFailed when a combination's accuracy on what was answered (or, with `lower_bound`, its interval's lower
+    end) is below `min_accuracy`, or when against the baseline that accuracy or any destination's recall dropped by
+    more than `tolerance`. The router's own pick (`chosen_accuracy`) is reported, never gated."""
     problems = []
     for combo in run.combinations:
         m = combo.metrics
         acc = m.accuracy_ci[0] if lower_bound and m.accuracy_ci else m.accuracy
-        what = "accuracy's 95% lower bound" if lower_bound else "accuracy"
+        what = "answered accuracy's 95% lower bound" if lower_bound else "answered accuracy"
         if min_accuracy is not None and acc < min_accuracy:
             problems.append(f"{combo.name}: {what} {acc:.3f} < --min-accuracy {min_accuracy}")
     if baseline is not None:
         for combo in run.combinations:
-            m, r = combo.metrics, baseline.reference_for(combo.name).metrics
-            if m.accuracy < r.accuracy - tolerance:
-                problems.append(f"{combo.name}: accuracy {m.accuracy:.3f} dropped from {r.accuracy:.3f}")
+            ref = baseline.reference_for(combo.name)
+            m, r, before = combo.metrics, ref.metrics, answered_accuracy(ref)
+            if m.accuracy < before - tolerance:
+                problems.append(f"{combo.name}: answered accuracy {m.accuracy:.3f} dropped from {before:.3f}")
             for dest, v in m.per_destination.items():
                 old = r.per_destination.get(dest)
                 if old and old.support and v.support and old.recall is not None and \

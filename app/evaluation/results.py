@@ -7,10 +7,18 @@ Evaluation builds these and every report reads them by attribute. `RunResult.to_
 the same order, and the same keys left out when there is nothing to say (a combination's `vs_best`, `vs_baseline`
 and `fit`; a comparison's `paired_calls`), so a file read and written again is the same bytes.
 
-A results.json from an earlier version lacks some fields (`accuracy_ci`, `correct`, `scores`, ...): they read as
-absent (None) or empty, so it still serves as a baseline. Only what a baseline comparison needs is required: each
-combination's `name` and `metrics.accuracy`, and for each call its `id`, `expected` and `predicted`. A value of the
-wrong type is refused with where it is. Values are never converted, so what is read is written back as it was.
+What is scored is what the caller got: a call is right when the destination it was answered with (after
+business hours, earlier failed transfers, the fallback and a low confidence) is its label (`CallResult.right`);
+`accuracy`, `correct`, the per-destination scores, the confusion matrix, accuracy by tag and the paired comparisons
+all count that. The router's own pick is scored beside it (`chosen_accuracy`, `CallResult.chosen_right`), and
+`metrics.scored` says "answered". A results.json from before scored the router's pick in `accuracy` and has no
+`scored`; its calls' `answered` is null where nothing was transferred, and is read as the pick then.
+
+A results.json from an earlier version lacks some fields (`accuracy_ci`, `correct`, `scores`, `chosen_accuracy`,
+...): they read as absent (None) or empty, so it still serves as a baseline. Only what a baseline comparison needs
+is required: each combination's `name` and `metrics.accuracy`, and for each call its `id`, `expected` and
+`predicted`. A value of the wrong type is refused with where it is. Values are never converted, so what is read is
+written back as it was.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 from app.evaluation import statistics as stats
 from app.evaluation.errors import EvaluationError
 from app.evaluation.fields import JsonFields
+from app.evaluation.statistics import NONE
 
 ERROR = "error"  # predicted when no destination could be decided at all
 NO_SCORES = "this router gave no scores (an LLM server without log-probabilities)"
@@ -47,11 +56,29 @@ class CallResult:
     runs: list[str] = field(default_factory=list)  # every repeat's prediction, with --repeat
     score: float | None = None  # the router's confidence, when it gives one
     candidate: str | None = None  # its best id before any threshold (for calibration and the sweep)
-    answered: str | None = None  # what the caller would have been sent to (hours, fallback and all)
+    # What the caller got: the id whose destination was answered (hours, failed transfers, fallback and all),
+    # "none" when nothing was transferred, "error" when no answer could be decided. None: an older results.json.
+    answered: str | None = None
     excerpt: str = ""  # the caller's last words, for reading a wrong call
+    # The catalogue's fallback answered because nothing matched, the router declined or it failed: what every
+    # call that fits no entry gets, so it is what a `none` label asks for.
+    by_fallback: bool = False
+
+    @property
+    def got(self) -> str:
+        """What the caller got, in the label's terms: the id answered, "none" (no transfer, or the fallback
+        taking a call labelled none) or "error"; a call from an older results.json without it: the router's pick."""
+        got = self.answered or self.predicted
+        return NONE if self.by_fallback and self.expected == NONE else got
 
     @property
     def right(self) -> bool:
+        """The caller ended up where the label says: what evaluation scores."""
+        return self.got == self.expected
+
+    @property
+    def chosen_right(self) -> bool:
+        """The router's own pick was the label (before hours, failed transfers and the fallback)."""
         return self.predicted == self.expected
 
 
@@ -111,7 +138,7 @@ class Scores:
 @dataclass
 class Metrics:
     calls: int
-    correct: int | None
+    correct: int | None  # calls answered where the label says (older results.json: the router's pick)
     accuracy: float
     accuracy_ci: tuple[float, float] | None  # 95% Wilson interval
     macro_f1: float
@@ -131,6 +158,11 @@ class Metrics:
     by_tag: dict[str, TagScore]
     scores: Scores | None
     seconds: float | None = None  # how long the combination took
+    # The router's own pick, scored beside what was answered (None: a results.json from before).
+    chosen_correct: int | None = None
+    chosen_accuracy: float | None = None
+    chosen_accuracy_ci: tuple[float, float] | None = None
+    scored: str | None = None  # "answered": accuracy scores what the caller got (None: older, the router's pick)
 
 
 @dataclass
@@ -247,13 +279,20 @@ def read_results(path: Path) -> RunResult:
 def _combination_dict(c: CombinationResult) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "router": c.router, "model": c.model, "prompt": c.prompt,
                            "prompt_hash": c.prompt_hash, "metrics": _metrics_dict(c.metrics),
-                           "calls": [dataclasses.asdict(r) for r in c.calls]}
+                           "calls": [_call_dict(r) for r in c.calls]}
     if c.vs_best is not None:
         out["vs_best"] = _comparison_dict(c.vs_best)
     if c.vs_baseline is not None:
         out["vs_baseline"] = _comparison_dict(c.vs_baseline)
     if c.fit is not None:
         out["fit"] = _fit_dict(c.fit)
+    return out
+
+
+def _call_dict(r: CallResult) -> dict[str, Any]:
+    out = dataclasses.asdict(r)
+    if not r.by_fallback:  # said only when true: a file from before has no such key, and reads back the same
+        del out["by_fallback"]
     return out
 
 
@@ -264,6 +303,14 @@ def _metrics_dict(m: Metrics) -> dict[str, Any]:
     out["accuracy"] = m.accuracy
     if m.accuracy_ci is not None:
         out["accuracy_ci"] = list(m.accuracy_ci)
+    if m.scored is not None:
+        out["scored"] = m.scored
+    if m.chosen_correct is not None:
+        out["chosen_correct"] = m.chosen_correct
+    if m.chosen_accuracy is not None:
+        out["chosen_accuracy"] = m.chosen_accuracy
+    if m.chosen_accuracy_ci is not None:
+        out["chosen_accuracy_ci"] = list(m.chosen_accuracy_ci)
     out.update({
         "macro_f1": m.macro_f1,
         "per_destination": {d: _class_dict(v) for d, v in m.per_destination.items()},
@@ -353,7 +400,9 @@ def _read_metrics(f: JsonFields) -> Metrics:
         consistency=f.maybe_number("consistency"),
         by_tag={t: TagScore(v.whole("calls", 0), v.number("accuracy", 0.0), v.interval("accuracy_ci"))
                 for t, v in f.named("by_tag").items()},
-        scores=None if scores is None else _read_scores(scores), seconds=f.maybe_number("seconds"))
+        scores=None if scores is None else _read_scores(scores), seconds=f.maybe_number("seconds"),
+        chosen_correct=f.maybe_whole("chosen_correct"), chosen_accuracy=f.maybe_number("chosen_accuracy"),
+        chosen_accuracy_ci=f.interval("chosen_accuracy_ci"), scored=f.maybe_text("scored"))
 
 
 def _read_scores(f: JsonFields) -> Scores:
@@ -392,4 +441,4 @@ def _read_call(f: JsonFields) -> CallResult:
         f.text("id"), f.text("expected"), f.text("predicted"), f.text("outcome", ""), f.number("latency_ms", 0.0),
         f.whole("prompt_tokens", 0), f.whole("completion_tokens", 0), f.whole("cached_tokens", 0),
         f.flag("cached", False), f.maybe_text("failure"), f.texts("tags"), f.texts("runs"), f.maybe_number("score"),
-        f.maybe_text("candidate"), f.maybe_text("answered"), f.text("excerpt", ""))
+        f.maybe_text("candidate"), f.maybe_text("answered"), f.text("excerpt", ""), f.flag("by_fallback", False))

@@ -166,14 +166,20 @@ async def decide_case(engine: Engine, case: Case) -> CallResult:
         request = parse_request(parse_json(json.dumps(case.payload).encode()))
         query = engine.query(request)
     except (PayloadError, NoConversation) as exc:
-        return CallResult(case.id, expected, ERROR, f"bad_payload: {exc}"[:80], 0.0, tags=case.tags)
+        return CallResult(case.id, expected, ERROR, f"bad_payload: {exc}"[:80], 0.0, tags=case.tags, answered=ERROR)
     decision = await engine.decider.decide(query, started)
     # What was decided, a rescue included; a model that was not sure enough declined: none.
     predicted = decision.chosen or (NONE if decision.failure == "low_confidence" else ERROR)
+    # What the caller got, as of the call's own timestamp: the entry answered (after hours, earlier failed
+    # transfers, the fallback); no transfer at all is none (a closed entry with nowhere open, a declined or
+    # unmatched call), unless the decision failed outright.
+    answered = decision.answered or (ERROR if predicted == ERROR else NONE)
     callers = [t.text for t in query.conversation.turns if t.speaker == "caller"][-2:]
     excerpt = " / ".join(callers)
     return CallResult(case.id, expected, predicted, decision.outcome, decision.total_ms, decision.prompt_tokens,
                       decision.completion_tokens, decision.cached_tokens, cached=decision.cached,
                       failure=decision.failure, tags=case.tags, score=decision.score,
-                      candidate=decision.candidate, answered=decision.answered,
+                      candidate=decision.candidate, answered=answered,
+                      by_fallback=decision.rescued_by == "fallback" or (
+                          decision.outcome == "no_match" and decision.answered is not None),
                       excerpt=excerpt if len(excerpt) <= EXCERPT_CHARS else "..." + excerpt[-EXCERPT_CHARS:])

@@ -1,4 +1,6 @@
-"""Scoring one combination's calls: accuracy with its 95% (Wilson) interval, macro-F1, per-destination precision,
+"""Scoring one combination's calls by what the caller got (the answered destination: business hours, earlier
+failed transfers, the fallback and a low confidence included), with the router's own pick scored beside it:
+accuracy with its 95% (Wilson) interval, macro-F1, per-destination precision,
 recall and F1, the confusion matrix (with none and error), errors, latency, tokens and cost, and for a router that
 gives scores, calibration and the threshold sweep. The result is typed (app/evaluation/results.py)."""
 
@@ -86,24 +88,26 @@ def cost(model: str | None, prompt: int, completion: int, cached: int,
 def score(results: list[CallResult], labels: list[str], model: str | None,
           prices: dict[str, tuple[float, ...]] | None = None, *, threshold_setting: str | None = None,
           threshold: float | None = None) -> Metrics:
-    """Accuracy (with its 95% interval), macro-F1, per-destination P/R/F1, the confusion matrix (with none and
-    error), costs, and for a router that gives scores, calibration and a threshold sweep.
+    """Accuracy of what was answered and of the router's pick (each with its 95% interval), macro-F1,
+    per-destination P/R/F1 and the confusion matrix (with none and error) of what was answered, costs, and for a
+    router that gives scores, calibration and a threshold sweep (over its candidates).
 
     `labels` are the catalogue ids; `none` is scored as a class of its own. Macro-F1 averages over the
     classes that occur in the expected labels or the predictions.
     """
     n = len(results)
     correct = sum(r.right for r in results)
+    chosen_correct = sum(r.chosen_right for r in results)
     classes = [*labels, NONE]
     confusion: dict[str, dict[str, int]] = {e: dict.fromkeys([*classes, ERROR], 0) for e in classes}
     for r in results:
         confusion.setdefault(r.expected, dict.fromkeys([*classes, ERROR], 0))
-        confusion[r.expected][r.predicted] = confusion[r.expected].get(r.predicted, 0) + 1
+        confusion[r.expected][r.got] = confusion[r.expected].get(r.got, 0) + 1
     per: dict[str, ClassScore] = {}
     for c in classes:
-        tp = sum(1 for r in results if r.expected == c and r.predicted == c)
-        fp = sum(1 for r in results if r.expected != c and r.predicted == c)
-        fn = sum(1 for r in results if r.expected == c and r.predicted != c)
+        tp = sum(1 for r in results if r.expected == c and r.got == c)
+        fp = sum(1 for r in results if r.expected != c and r.got == c)
+        fn = sum(1 for r in results if r.expected == c and r.got != c)
         per[c] = ClassScore(*_prf(tp, fp, fn), support=tp + fn, predicted=tp + fp)
     present = [c for c in classes if per[c].support or per[c].predicted]
     macro_f1 = sum(per[c].f1 or 0.0 for c in present) / len(present) if present else 0.0
@@ -123,7 +127,9 @@ def score(results: list[CallResult], labels: list[str], model: str | None,
         tokens=tokens, cost_usd=cost(model, tokens.prompt, tokens.completion, tokens.cached, prices),
         cached_calls=sum(r.cached for r in results),
         consistency=(sum(len(set(r.runs)) == 1 for r in repeated) / len(repeated)) if repeated else None,
-        by_tag=_by_tag(results), scores=_scores(results, threshold_setting, threshold))
+        by_tag=_by_tag(results), scores=_scores(results, threshold_setting, threshold),
+        chosen_correct=chosen_correct, chosen_accuracy=chosen_correct / n if n else 0.0,
+        chosen_accuracy_ci=stats.wilson_interval(chosen_correct, n), scored="answered")
 
 
 def scored_calls(results: list[CallResult]) -> list[stats.ScoredCall]:

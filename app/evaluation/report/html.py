@@ -61,12 +61,13 @@ def html_page(run: RunResult) -> str:
              "<nav>" + "".join(f"<a href='#{E(a)}'>{E(t)}</a>" for a, t in nav) + "</nav>",
              "<h2 id='summary'>Summary</h2>",
              "<p class='note'>Accuracy with its 95% (Wilson) interval; “-” where a metric has no support. The best "
-             "combination (highest accuracy, then macro-F1) is highlighted.</p>",
+             f"combination (highest accuracy, then macro-F1) is highlighted. {E(s.SCORED_NOTE)}</p>",
              _html_table(s.summary_rows(combos), left=2, row_class={best: "best"}),
              "<h3>Accuracy with its 95% interval</h3>", charts.accuracy(combos, best)]
     if comparisons:
         parts += ["<h2 id='differences'>Are the differences real?</h2>",
-                  "<p class='note'>Paired by call id: the calls each combination fixed and broke against the other, "
+                  "<p class='note'>Paired by call id: the calls each combination fixed and broke against the other "
+                  "(what was answered), "
                   "and the exact McNemar p-value. With under 100 calls, most differences of a few points are "
                   "noise.</p>", _html_table(comparisons, left=len(comparisons[0]), verdicts=True)]
     if tags:
@@ -82,12 +83,13 @@ def html_page(run: RunResult) -> str:
                if c.prompt else "")
         rows = s.wrong_rows(c)
         parts += [f"<h2 id='c{i}'>{E(c.name)}{' (best)' if i == best else ''}</h2>",
-                  f"<p>{what}; accuracy {E(s.accuracy(m))}, macro-F1 {E(s.f3(m.macro_f1))}, "
+                  f"<p>{what}; answered accuracy {E(s.accuracy(m))}, router's pick {E(s.chosen_accuracy(m))}, "
+                  f"macro-F1 {E(s.f3(m.macro_f1))}, "
                   f"{m.calls} calls.</p>", "<div class='charts'><div><h3>Per destination</h3>",
                   _html_table(s.per_destination_rows(m)), "</div><div><h3>Confusion matrix</h3>", _confusion_html(m),
                   "</div></div>",
                   f"<h3>Wrong calls ({len(rows) - 1})</h3>",
-                  _html_table(rows, left=4, said=1) if len(rows) > 1 else "<p>None.</p>"]
+                  _html_table(rows, left=5, said=1) if len(rows) > 1 else "<p>None.</p>"]
     if dis:
         rows = s.disagreement_rows(combos, dis)
         right = {(n, 3 + j) for n, d in enumerate(dis) for j, c in enumerate(combos)
@@ -152,7 +154,7 @@ def _confusion_html(metrics: Metrics) -> str:
     if not confusion:
         return "<p>No calls.</p>"
     cols = s.confusion_columns(confusion)
-    out = ["<div class='scroll'><table class='confusion'><thead><tr><th class='l'>expected ↓ chosen →</th>"
+    out = ["<div class='scroll'><table class='confusion'><thead><tr><th class='l'>expected ↓ answered →</th>"
            + "".join(f"<th class='col'>{E(c)}</th>" for c in cols) + "<th class='col'>calls</th></tr></thead><tbody>"]
     for expected, row in confusion.items():
         total = sum(row.values())
@@ -165,7 +167,7 @@ def _confusion_html(metrics: Metrics) -> str:
                 cells.append("<td></td>")
                 continue
             share = n / total
-            tip = f"expected {expected}, chose {c}: {n} of {total} ({100 * share:.0f}%)"
+            tip = f"expected {expected}, answered {c}: {n} of {total} ({100 * share:.0f}%)"
             dark = " class='dark'" if share >= 0.55 else ""
             cells.append(f"<td{dark} style='background:{_rgba(share, c == expected)}' title='{E(tip)}'>{n}</td>")
         out.append(f"<tr><th class='l'>{E(expected)}</th>{''.join(cells)}<td class='total'>{total}</td></tr>")
@@ -173,7 +175,7 @@ def _confusion_html(metrics: Metrics) -> str:
     def swatches(diagonal: bool) -> str:
         return "".join(f"<span class='sw' style='background:{_rgba(v, diagonal)}{';color:#fff' if v >= 0.55 else ''}'>"
                        f"{100 * v:.0f}%</span>" for v in (0.1, 0.25, 0.5, 0.75, 1.0))
-    out.append("<div class='legend'><div>Numbers are calls (rows: expected, columns: chosen). The shade is the "
+    out.append("<div class='legend'><div>Numbers are calls (rows: expected, columns: answered). The shade is the "
                "cell's share of its row (cell ÷ row total), so a rare destination reads like a common one; hover a "
                f"cell for its share.</div><div><b>right (diagonal)</b>{swatches(True)}</div>"
                f"<div><b>wrong (off-diagonal)</b>{swatches(False)}</div></div>")

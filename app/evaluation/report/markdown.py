@@ -41,13 +41,13 @@ def markdown_table(rows: list[list[str]], code: Sequence[int] = ()) -> str:
 def markdown(run: RunResult) -> str:
     combos = run.combinations
     out = ["# Switchboard evaluation", "", " ".join(_md(t) for t in s.intro(run)), "", "## Summary", "",
-           "Accuracy with its 95% (Wilson) interval; `-` where a metric has no support.", "",
+           "Accuracy with its 95% (Wilson) interval; `-` where a metric has no support. " + _md(s.SCORED_NOTE), "",
            markdown_table(s.summary_rows(combos))]
     comparisons = s.comparison_rows(run)
     if comparisons:
         out += ["", "## Are the differences real?", "",
-                "Paired by call id: calls each combination fixed and broke against the other, with the exact "
-                "McNemar p-value.", ""]
+                "Paired by call id: calls each combination fixed and broke against the other (what was answered), "
+                "with the exact McNemar p-value.", ""]
         for row in comparisons[1:]:
             out.append(f"- **{_md(row[0])}**: " + "; ".join(
                 _md(f"{head}: {cell}") for head, cell in zip(comparisons[0][1:], row[1:], strict=True)))
@@ -79,12 +79,13 @@ def markdown(run: RunResult) -> str:
         out += ["", f"## {_md(c.name)}", "",
                 f"Router {_md(c.router)}" + (f", model {_md(c.model)}" if c.model else "")
                 + (f", prompt {_md(c.prompt)} (hash {_code(str(c.prompt_hash))})" if c.prompt else "")
-                + f"; accuracy {s.accuracy(m)}, macro-F1 {s.f3(m.macro_f1)}.", "", "### Per destination", "",
+                + f"; answered accuracy {s.accuracy(m)}, router's pick {s.chosen_accuracy(m)}, macro-F1 "
+                f"{s.f3(m.macro_f1)}.", "", "### Per destination", "",
                 markdown_table(s.per_destination_rows(m), code=(0,)), "", "### Confusion matrix", "",
-                "Rows: expected; columns: chosen.", "", markdown_table(s.confusion_rows(m), code=(0,)), "",
+                "Rows: expected; columns: answered.", "", markdown_table(s.confusion_rows(m), code=(0,)), "",
                 "### Wrong calls", ""]
         rows = s.wrong_rows(c)
-        out += [markdown_table(rows, code=(0, 2, 3)) if len(rows) > 1 else "None."]
+        out += [markdown_table(rows, code=(0, 2, 3, 4)) if len(rows) > 1 else "None."]
     dis = s.disagreements(combos)
     if dis:
         out += ["", "## Where combinations disagree", "", f"{len(dis)} calls got different answers.", "",

@@ -2,7 +2,8 @@
 terminal, Markdown and HTML formats render the same rows.
 
 Every proportion comes with its 95% (Wilson) interval where it matters, and a metric without support (no calls
-expected or predicted) is "-", never "0.0%".
+expected or predicted) is "-", never "0.0%". Accuracy is of what the caller got (the answered destination), with
+the router's own pick beside it.
 """
 
 from __future__ import annotations
@@ -47,8 +48,18 @@ def acc_of(right: int, n: int, digits: int = 1) -> str:
     return DASH if n <= 0 else acc(right / n, wilson_interval(right, n), digits)
 
 
-def accuracy(metrics: Metrics) -> str:
-    return acc(metrics.accuracy, metrics.accuracy_ci) if metrics.calls else DASH
+def accuracy(metrics: Metrics, digits: int = 1) -> str:
+    return acc(metrics.accuracy, metrics.accuracy_ci, digits) if metrics.calls else DASH
+
+
+def chosen_accuracy(metrics: Metrics, digits: int = 1) -> str:
+    """The router's own pick (a results.json from before it was scored apart: "-")."""
+    return acc(metrics.chosen_accuracy, metrics.chosen_accuracy_ci, digits) if metrics.calls else DASH
+
+
+SCORED_NOTE = ("Accuracy scores what the caller got: the destination each call was answered with at its own time "
+               "(business hours, earlier failed transfers, the fallback and low confidence included); the router's "
+               "own pick is scored beside it.")
 
 
 def f3(x: float | None) -> str:
@@ -91,6 +102,12 @@ def chosen(call: CallResult) -> str:
     return str(call.predicted)
 
 
+def answered(call: CallResult) -> str:
+    if call.got == ERROR and call.failure:
+        return f"error ({call.failure})"
+    return call.got
+
+
 def near(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(a - b) < 1e-9
 
@@ -105,11 +122,14 @@ def intro(run: RunResult) -> tuple[str, str]:
             f"{len(combos)} combination{'s' if len(combos) != 1 else ''}; best: {combos[best_index(combos)].name}.")
 
 
-SUMMARY_HEADER = ["best", "combination", "accuracy (95% CI)", "macro-F1", "none P", "none R", "errors", "timeouts",
+SUMMARY_HEADER = ["best", "combination", "answered accuracy (95% CI)", "router's pick (95% CI)", "macro-F1", "none P",
+                  "none R", "errors", "timeouts",
                   "latency ms p50/p95/max", "tokens in/out/cached", "cost", "consistency"]
 
 
-def summary_rows(combos: list[CombinationResult]) -> list[list[str]]:
+def summary_rows(combos: list[CombinationResult], digits: int = 1, pick_digits: int = 1) -> list[list[str]]:
+    """A row per combination; `digits` and `pick_digits`: decimals of the answered accuracy and of the router's pick
+    (the terminal narrows the router's pick first: the answered accuracy is the one gated)."""
     best = best_index(combos)
     rows = [SUMMARY_HEADER]
     for i, c in enumerate(combos):
@@ -117,7 +137,8 @@ def summary_rows(combos: list[CombinationResult]) -> list[list[str]]:
         lat, tok = m.latency_ms, m.tokens
         # Tokens are a model's: a combination without one (the offline router) shows "-".
         tokens = DASH if c.model is None else f"{tok.prompt}/{tok.completion}/{tok.cached}"
-        rows.append(["best" if i == best else "", c.name, accuracy(m), f3(m.macro_f1) if m.calls else DASH,
+        rows.append(["best" if i == best else "", c.name, accuracy(m, digits), chosen_accuracy(m, pick_digits),
+                     f3(m.macro_f1) if m.calls else DASH,
                      pct(m.none_precision), pct(m.none_recall), str(m.errors), str(m.timeouts),
                      "/".join(ms(x) for x in (lat.p50, lat.p95, lat.max)) if m.calls else DASH, tokens,
                      usd(m.cost_usd), pct(m.consistency)])
@@ -274,11 +295,12 @@ def fit_lines(combo: CombinationResult) -> tuple[str, str, str | None] | None:
 
 
 def wrong_rows(combo: CombinationResult, excerpt: int | None = None) -> list[list[str]]:
-    rows = [["call", "caller said", "expected", "chosen", "score"]]
+    """The calls answered somewhere else than the label: what was answered, and the router's own pick."""
+    rows = [["call", "caller said", "expected", "answered", "chosen", "score"]]
     for r in combo.wrong_calls():
         said = r.excerpt or ""
-        rows.append([r.id, short(said, excerpt) if excerpt else " ".join(said.split()), r.expected, chosen(r),
-                     score(r.score)])
+        rows.append([r.id, short(said, excerpt) if excerpt else " ".join(said.split()), r.expected, answered(r),
+                     chosen(r), score(r.score)])
     return rows
 
 
@@ -300,7 +322,7 @@ def disagreements(combos: list[CombinationResult]) -> list[Disagreement]:
     said: dict[str, str] = {}
     for c in combos:
         for r in c.calls:
-            by_id.setdefault(r.id, {})[c.name] = r.predicted
+            by_id.setdefault(r.id, {})[c.name] = r.got
             expected[r.id] = r.expected
             said.setdefault(r.id, r.excerpt or "")
     return [Disagreement(i, expected[i], v, said[i]) for i, v in sorted(by_id.items()) if len(set(v.values())) > 1]

@@ -3,6 +3,7 @@ first, then details, each capped to stay short. Cells are Text, so user data is 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 from rich import box
@@ -45,6 +46,24 @@ def _too_wide(rows: list[list[str]], width: int, skip: int) -> bool:
     return sum(cells) + 3 * len(rows[0]) + 12 > width
 
 
+def _fits(table: Table, width: int) -> bool:
+    """Whether rich lays the table out within `width` columns (it cuts off what does not fit)."""
+    probe = Console(width=width, file=io.StringIO(), color_system=None)
+    with probe.capture() as captured:
+        probe.print(table, crop=False)
+    return all(len(line) <= width for line in captured.get().splitlines())
+
+
+def _quality(summary: list[list[str]], best: int, columns: Sequence[int] = (0, 1, 2, 3, 4, 5, 6)) -> Table:
+    rows = _columns(summary, columns)
+    table = _rich_table(rows, "Summary", left=2, styles={best: "bold"}, keep=range(2, len(columns)))
+    table.columns[0].justify = "center"
+    for i in (2, 3):  # the accuracies' long headers wrap to their figures' width rather than widen the table
+        table.columns[i].max_width = max(max(len(row[i]) for row in rows[1:]),
+                                         max(len(word) for word in rows[0][i].split()))
+    return table
+
+
 def print_summary(run: RunResult, console: Console, max_wrong: int = TERMINAL_WRONG) -> None:
     """The summary, the verdicts and accuracy by tag first; then details, each capped to stay short."""
     combos = run.combinations
@@ -52,21 +71,27 @@ def print_summary(run: RunResult, console: Console, max_wrong: int = TERMINAL_WR
     out = console.print
     for line in s.intro(run):
         out(Text(line))
+    out(Text(s.SCORED_NOTE))
     summary = s.summary_rows(combos)
-    quality = _rich_table(_columns(summary, (0, 1, 2, 3, 4, 5)), "Summary", left=2, styles={best: "bold"},
-                          keep=(0, 2, 3, 4, 5))
-    quality.columns[0].justify = "center"
+    quality = _quality(summary, best)
+    # Too wide: the router's pick loses its decimals, then `none` precision and recall go (the per-destination
+    # table has them), and only then does the answered accuracy, the one gated, lose its decimals.
+    for digits, pick, columns in ((1, 0, (0, 1, 2, 3, 4, 5, 6)), (1, 0, (0, 1, 2, 3, 4)), (0, 0, (0, 1, 2, 3, 4))):
+        if _fits(quality, console.width):
+            break
+        summary = s.summary_rows(combos, digits, pick)
+        quality = _quality(summary, best, columns)
     out()
     out(quality)
     out()
     costs = [["combination", "errors /\ntimeouts", "consistency", "latency ms\np50/p95/max", "tokens\nin/out/cached",
               "cost"]]
-    costs += [[r[1], f"{r[6]} / {r[7]}", r[11], r[8], r[9], r[10]] for r in summary[1:]]
+    costs += [[r[1], f"{r[7]} / {r[8]}", r[12], r[9], r[10], r[11]] for r in summary[1:]]
     out(_rich_table(costs, "Errors, speed and cost", keep=range(1, 6)))
     comparisons = s.comparison_rows(run)
     if comparisons:
         out()
-        out(Text("Are the differences real? (paired by call, exact McNemar test)", style="bold"))
+        out(Text("Are the differences real? (what was answered, paired by call, exact McNemar test)", style="bold"))
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True)
         grid.add_column()
@@ -94,16 +119,18 @@ def _print_wrong(combo: CombinationResult, console: Console, max_wrong: int) -> 
         return
     shown = rows[: max_wrong + 1]
     title = f"Wrong calls: {combo.name} ({len(rows) - 1} of {combo.metrics.calls})"
-    others = sum(max(len(r[i]) for r in shown) for i in (0, 2, 3, 4))
-    room = console.width - others - 2 * 4
+    others = sum(max(len(r[i]) for r in shown) for i in (0, 2, 3, 4, 5))
+    room = console.width - others - 2 * 5
     console.print()
     if room >= 28:  # a table, one line a call
         for r in shown[1:]:
             r[1] = s.short(r[1], room)
-        console.print(_rich_table(shown, title, left=4, keep=(0, 2, 3, 4)))
+        console.print(_rich_table(shown, title, left=5, keep=(0, 2, 3, 4, 5)))
     else:  # narrow: a line (or two) a call
         console.print(Text(title, style="bold"))
-        _indented(console, [f"{r[0]}: expected {r[2]}, chose {r[3]}" + (f", score {r[4]}" if r[4] != s.DASH else "")
+        _indented(console, [f"{r[0]}: expected {r[2]}, answered {r[3]}"
+                            + (f" (chose {r[4]})" if r[4] != r[3] else "")
+                            + (f", score {r[5]}" if r[5] != s.DASH else "")
                             + f": {s.short(r[1], 60)}" for r in shown[1:]])
     if len(rows) - 1 > max_wrong:
         console.print(Text(f"... {len(rows) - 1 - max_wrong} more (see --out)"))
