@@ -72,6 +72,8 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in list(__import__("os").environ):
         if var.startswith(("SWITCHBOARD_", "OPENAI_")):
             monkeypatch.delenv(var)
+    # The decision store's default file is DATA_DIR/switchboard.db: each test gets its own, never the checkout's
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path / "data"))
 
 
 @pytest.fixture

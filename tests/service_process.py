@@ -27,6 +27,7 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "OPENAI_"))}
+        full_env["SWITCHBOARD_DATA_DIR"] = str(log_path.parent / "data")  # the store's file beside the log
         full_env.update(env)
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(

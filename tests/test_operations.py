@@ -259,7 +259,8 @@ def test_a_reload_builds_nothing_tied_to_an_event_loop(llm_service):
     worker.join(30)
     engine = built[0]
     assert engine is not None and not isinstance(engine, Exception)
-    shared = {id(x) for x in (state.runtime, state.clients, state.settings, state.metrics)}
+    shared = {id(x) for x in (state.runtime, state.clients, state.settings, state.metrics, state.store,
+                              state.outcomes)}  # the process's, like the runtime: not built by the reload
     skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
     loopish = (asyncio.Future, asyncio.Handle, asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Event,
                asyncio.Semaphore, asyncio.Condition, asyncio.Queue)

@@ -65,6 +65,7 @@ class _Item:
     message: dict[str, Any]
     decision: dict[str, Any]
     catalogue: Catalogue | None
+    then: Callable[[str | None], None] | None = None  # told the line written (None: no line), e.g. the store
 
 
 def _record_id(message: dict[str, Any]) -> str:
@@ -127,13 +128,16 @@ class Recorder:
     # On the event loop
 
     def submit(self, message: dict[str, Any], decision: Decision, catalogue: Catalogue | None,
-               query: Query | None) -> None:
+               query: Query | None, then: Callable[[str | None], None] | None = None) -> None:
         """Queue a record of this answered request. Takes the bounded window's time, never waits for the
-        disk and never raises: a recording problem is counted and logged, and the caller is answered."""
+        disk and never raises: a recording problem is counted and logged, and the caller is answered.
+        `then` is called once, by the writer thread with the record's line (the decision store keeps it), or
+        with None when there is no line."""
         try:
-            item = self._item(message, decision, catalogue, query)
+            item = self._item(message, decision, catalogue, query, then)
         except Exception as exc:  # a bug in the copy must cost the record, not the caller's answer
             self._count("failed", f"cannot copy the request ({type(exc).__name__}: {exc})")
+            _tell(then, None)
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="switchboard-recorder", daemon=True)
@@ -142,6 +146,7 @@ class Recorder:
             self._queue.put_nowait(item)
         except queue.Full:
             self._count("dropped", f"the writer is {self._queue.maxsize} records behind")
+            _tell(then, None)
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the writer (at shutdown; blocks: call it off the event loop)."""
@@ -167,11 +172,11 @@ class Recorder:
         return self._append([item]) == 1
 
     def _item(self, message: dict[str, Any], decision: Decision, catalogue: Catalogue | None,
-              query: Query | None) -> _Item:
+              query: Query | None, then: Callable[[str | None], None] | None = None) -> _Item:
         return _Item(_record_id(message), window(message, query, catalogue),
                      {"kind": decision.kind, "chosen": decision.chosen, "answered": decision.answered,
                       "outcome": decision.outcome, "router": decision.router, "model": decision.model,
-                      "score": decision.score}, catalogue)
+                      "score": decision.score}, catalogue, then)
 
     # In the writer thread
 
@@ -211,6 +216,9 @@ class Recorder:
                 lines.append(self._line(item))
             except (TypeError, ValueError) as exc:
                 self._count("failed", f"cannot encode the record ({exc})")
+                _tell(item.then, None)
+                continue
+            _tell(item.then, lines[-1][:-1].decode("utf-8"))
         written = 0
         try:
             with locked(self.path):
@@ -266,6 +274,13 @@ class Recorder:
                   hint="callers are answered as usual; records are lost until this is fixed (free space, or make "
                        f"SWITCHBOARD_RECORD_DIR writable); the next report comes {FAILURE_LOG_INTERVAL:g} s "
                        "later at the soonest")
+
+
+def _tell(then: Callable[[str | None], None] | None, line: str | None) -> None:
+    """Hand the record's line on (the store); its failure must not cost the recording."""
+    if then is not None:
+        with contextlib.suppress(Exception):
+            then(line)
 
 
 def _cut_back(fd: int, size: int) -> None:

@@ -23,6 +23,7 @@ from app.service.auth import Authenticator
 from app.service.health import Healthz
 from app.service.lifespan import Lifespan
 from app.service.metrics import Metrics, MetricsPage
+from app.service.outcomes import check_store
 from app.service.reload import stamps
 from app.service.state import State
 from app.service.webhook import Webhook
@@ -30,9 +31,10 @@ from app.settings import Settings
 
 
 def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
-    """Build the service. Raises a UserError (CatalogueError, PromptError, ConfigError, RecordingError) before
-    serving anything."""
+    """Build the service. Raises a UserError (CatalogueError, PromptError, ConfigError, RecordingError,
+    StoreConfigError, StoreError) before serving anything."""
     routing = routing or startup_checks(settings)
+    check_store(settings)  # the database URL, and an embedded file's folder; the database itself: in the lifespan
     state = State(settings)
     breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown,
                              on_change=breaker_changed(state.metrics, logging.getLogger(LOGGER)))
@@ -45,7 +47,8 @@ def create_app(settings: Settings, routing: Routing | None = None) -> Starlette:
     app = Starlette(
         routes=[Route("/webhook", Webhook(state, auth, recorder).handle, methods=["POST"]),
                 Route("/healthz", Healthz(state).handle, methods=["GET"]),
-                Route("/metrics", MetricsPage(state.metrics, settings, breaker).handle, methods=["GET"])],
+                Route("/metrics", MetricsPage(state.metrics, settings, breaker, lambda: state.store).handle,
+                      methods=["GET"])],
         exception_handlers={404: not_found, 405: not_allowed, Exception: crashed},
         lifespan=Lifespan(state, routing, auth_enabled=auth.enabled, recorder=recorder),
     )

@@ -4,7 +4,8 @@ Which entries are open (and when the closed ones open) takes a pass over the who
 request, 20 pollers against a 1,000-entry catalogue kept the event loop busy enough that model answers came
 late, the breaker opened and every call got the fallback. So the hours are computed at most once a second
 (and at once when a reload brings a new catalogue), and the rendered body is kept until something it shows
-changes. /healthz needs no credentials: load balancers and orchestrators call it.
+changes. The decision store's state (kind, connected, rows waiting) is read at the same pace. /healthz needs no
+credentials: load balancers and orchestrators call it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app import __version__
 if TYPE_CHECKING:
     from app.engine import Engine
     from app.service.state import State
+    from app.store import Store
 
 HOURS_REFRESH = 1.0  # seconds the open/closed state is reused: opening hours have minute granularity
 STARTING = json.dumps({"status": "starting", "version": __version__}).encode()
@@ -36,20 +38,24 @@ class HealthPage:
         self._hours_until = 0.0
         self._key: tuple[Any, ...] | None = None
         self._body = STARTING
+        self._store: dict[str, Any] | None = None
 
-    def render(self, engine: Engine | None, breaker: str) -> tuple[bytes, int]:
+    def render(self, engine: Engine | None, breaker: str, store: Store | None = None) -> tuple[bytes, int]:
         """The body and status: 200 once the engine is built, 503 before."""
         if engine is None:
             return STARTING, 503
         now = self.clock()
         if engine is not self._engine or now >= self._hours_until:  # `is`: comparing engines compares catalogues
             self._hours = engine.catalogue.hours_now(dt.datetime.now(dt.UTC))
+            self._store = store_state(store)
             self._hours_until = now + HOURS_REFRESH
             self._engine, self._key = engine, None
         described = engine.describe()  # a few fields, some learned as the process runs (output mode, confidence)
         key = (breaker, *described.items())
         if key != self._key:
             body = {"status": "ok", "version": __version__, **described, "hours": self._hours, "breaker": breaker}
+            if self._store is not None:
+                body["store"] = self._store
             self._body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
             self._key = key
         return self._body, 200
@@ -64,5 +70,17 @@ class Healthz:
 
     async def handle(self, request: Request) -> Response:
         breaker = self.state.runtime.breaker
-        body, status = self.page.render(self.state.engine, breaker.state if breaker and breaker.enabled else "off")
+        body, status = self.page.render(self.state.engine, breaker.state if breaker and breaker.enabled else "off",
+                                        self.state.store)
         return Response(body, status_code=status, media_type="application/json")
+
+
+def store_state(store: Store | None) -> dict[str, Any] | None:
+    """What /healthz says of the decision store: its kind, whether the database answers, rows waiting for it."""
+    if store is None:
+        return None
+    if not store.enabled:
+        return {"kind": "none", "connected": False, "buffered": 0}
+    stats = store.stats()
+    kind = "postgresql" if store.description.startswith("postgres") else "sqlite"
+    return {"kind": kind, "connected": stats.connected, "buffered": stats.buffered}

@@ -1,6 +1,6 @@
-"""The service's life: at start, open the model clients, build the engine, say how it is set up, warm up, and
-start watching for reloads; at the end, stop watching, write what recording has queued and close the clients.
-Files are read and the model client is opened here, never per request."""
+"""The service's life: at start, open the model clients, build the engine, say how it is set up, open the decision
+store, warm up, and start watching for reloads; at the end, stop watching, write what recording has queued, close
+the store (bounded) and the clients. Files are read and the model client is opened here, never per request."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from app.engine import Clients, Engine, build_engine, confidence_state
 from app.loading import Routing
 from app.logs import LOGGER, event
 from app.routers.registry import spec_for
+from app.service.outcomes import Outcomes, stop
 from app.service.reload import Reloads
 from app.service.state import State
 from app.settings import Settings
+from app.store import open_store
 from app.vapi.messages import DestinationRequest
 
 
@@ -46,6 +48,13 @@ class Lifespan:
         if not self.auth_enabled:
             event(logger, "no_secret", logging.WARNING,
                   hint="anyone who can reach this URL can ask for transfers; set SWITCHBOARD_SECRET")
+        # A database that is down now is waited for by the store (rows wait in its buffer); a URL or a database
+        # that can never work raises a UserError here.
+        state.store = await open_store(settings.database_url, settings.data_dir, capacity=settings.store_buffer,
+                                       retention_days=settings.retention_days, logger=logger)
+        state.outcomes = Outcomes(state.store, state.metrics, lambda: state.engine.catalogue if state.engine else None,
+                                  logger) if state.store.enabled else None
+        keeping = asyncio.create_task(state.outcomes.run()) if state.outcomes is not None else None
         if settings.warmup and self.calls_model:
             await warm_up(state.engine, logger)
         reloads = Reloads(state, logger)
@@ -65,6 +74,10 @@ class Lifespan:
                 reloads.task.cancel()
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.close)  # what is queued is written before the process ends
+            await stop(keeping)
+            if state.outcomes is not None:
+                await state.outcomes.close()
+            await state.store.close()  # writes what is buffered: CLOSE_TIMEOUT s at most while the database is down
             if state.clients is not None:
                 await state.clients.close()
             state.metrics.process_exited()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from app.decision.decider import Decision
 from app.service.auth import METRICS_REFUSED, metrics_allowed
 from app.service.server import METRICS_DIR_ENV
 from app.settings import Settings
+from app.store import Store, StoreStats
 
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0)
 BREAKER_STATES = {"off": 0, "closed": 0, "half_open": 1, "open": 2}
@@ -26,6 +28,8 @@ BREAKER_STATES = {"off": 0, "closed": 0, "half_open": 1, "open": 2}
 # grows with the label sets (74 ms for 3,000 destination/outcome pairs), and /metrics asked in a loop must not
 # starve the webhook. A typical rendering takes about 1 ms, so what a scrape shows is at most ~10 ms old.
 RENDER_SPACING = 10
+STORE_ROWS = ("accepted", "written", "dropped", "rejected", "lost")  # StoreStats counters, as `result` labels
+MESSAGE_RESULTS = ("ingested", "dropped", "deferred", "failed")
 
 
 def _multiprocess() -> bool:
@@ -54,8 +58,44 @@ class Metrics:
         # "livemax": the worst state among the live workers (each has its own breaker)
         self.breaker = Gauge("switchboard_breaker_state", "Circuit breaker: 0 closed or off, 1 half-open, 2 open",
                              registry=r, multiprocess_mode="livemax")
+        # The decision store (app/store): plain counters and gauges, brought up to date from store.stats()
+        # every few seconds and on each scrape, so they add up across workers like the rest.
+        self.store_rows = Counter("switchboard_store_rows", "Rows handed to the decision store (accepted), written "
+                                  "to the database, dropped (buffer full), rejected (unusable) or lost (still "
+                                  "buffered at shutdown)", ["result"], registry=r)
+        self.store_buffered = Gauge("switchboard_store_buffered_rows", "Rows waiting for the database", registry=r,
+                                    multiprocess_mode="livesum")
+        self.store_connected = Gauge("switchboard_store_connected", "1 while the database answers (the lowest "
+                                     "of the workers), 0 while it does not", registry=r, multiprocess_mode="livemin")
+        self.outcome_messages = Counter("switchboard_outcome_messages", "Vapi outcome messages (end-of-call-report, "
+                                        "status-update, transfer-update): ingested, dropped (too many in flight), "
+                                        "deferred (joined once the database answers) or failed", ["result"],
+                                        registry=r)
+        # Destination ids from the catalogue only (others are `other`): the label set stays the catalogue's
+        self.transfer_outcomes = Counter("switchboard_transfer_outcomes", "Decisions by answered destination and "
+                                         "the outcome Vapi's messages settled them to (reached, unreachable, hung_up, "
+                                         "rerouted), once each",
+                                         ["destination", "outcome"], registry=r)
+        for result in STORE_ROWS:
+            self.store_rows.labels(result)
+        for result in MESSAGE_RESULTS:
+            self.outcome_messages.labels(result)
+        self._store_seen = dict.fromkeys(STORE_ROWS, 0)
         self._rendered = b""
         self._fresh_until = 0.0
+
+    def store_changed(self, stats: StoreStats) -> None:
+        """Bring the store's counters up to `stats` (counters only go up: by what changed since the last call)."""
+        if not stats.enabled:
+            return
+        for result in STORE_ROWS:
+            value = getattr(stats, result)
+            delta = value - self._store_seen[result]
+            if delta > 0:
+                self.store_rows.labels(result).inc(delta)
+                self._store_seen[result] = value
+        self.store_buffered.set(stats.buffered)
+        self.store_connected.set(1 if stats.connected else 0)
 
     def breaker_changed(self, state: str) -> None:
         self.breaker.set(BREAKER_STATES[state])
@@ -101,9 +141,11 @@ class MetricsPage:
     """`Route("/metrics", MetricsPage(...).handle, methods=["GET"])`: behind SWITCHBOARD_METRICS_TOKEN when set.
     `breaker` is the process's (it outlives reloads), None when there is none."""
 
-    def __init__(self, metrics: Metrics, settings: Settings, breaker: CircuitBreaker | None) -> None:
+    def __init__(self, metrics: Metrics, settings: Settings, breaker: CircuitBreaker | None,
+                 store: Callable[[], Store | None] = lambda: None) -> None:
         self.metrics, self.settings = metrics, settings
         self.breaker = breaker
+        self.store = store  # the decision store once open, for its figures, brought up to date on each scrape
 
     async def handle(self, request: Request) -> Response:
         if not metrics_allowed(self.settings, request.headers):
@@ -111,4 +153,7 @@ class MetricsPage:
         breaker = self.breaker
         if breaker is not None and breaker.enabled:  # open -> half_open happens with time, not on an event
             self.metrics.breaker_changed(breaker.state)
+        store = self.store()
+        if store is not None:
+            self.metrics.store_changed(store.stats())
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")

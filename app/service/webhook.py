@@ -8,11 +8,14 @@ body, parse, extract the conversation, decide, answer. A request the service can
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
@@ -32,6 +35,7 @@ from app.vapi.messages import (
     parse_request,
     type_label,
 )
+from app.vapi.outcomes import OUTCOME_TYPES
 
 JSON_TYPES = ("application/json", "text/json")
 MAX_LENGTH_DIGITS = 12  # a Content-Length longer than this is not a number we would read
@@ -63,7 +67,9 @@ class Webhook:
             message = parse_json(body)
             kind = type_label(str(message["type"]))
             if kind not in DESTINATION_REQUESTS:
-                return self.reply(kind, 200, {})  # other server messages need only a 2xx
+                # other server messages need only a 2xx; outcome messages are ingested after it is sent
+                outcomes = self.state.outcomes if kind in OUTCOME_TYPES else None
+                return self.reply(kind, 200, {}, after=outcomes.accept(message) if outcomes else None)
             return await self.answer(kind, message, started)
         except AuthError as exc:
             event(self.logger, "unauthorized", logging.WARNING, client=request.client.host if request.client else None)
@@ -94,19 +100,32 @@ class Webhook:
             fields["conversation"] = query.text
         event(self.logger, "decision", **fields)
         self.metrics.observe(decision)
+        outcomes = self.state.outcomes
+        keep = outcomes.keeper(decision, destination_request.call_id, request_id.get(), engine) if outcomes else None
         if self.recorder is not None:  # copies the window and queues it: the disk is the writer thread's
-            self.recorder.submit(message, decision, engine.catalogue, query)
-        return self.reply(kind, 200, decision.body)
+            self.recorder.submit(message, decision, engine.catalogue, query, then=keep)  # the store gets its line
+            keep = None
+        return self.reply(kind, 200, decision.body, after=keep)  # the store's row: after the answer is sent
 
-    def reply(self, kind: str, status: int, body: dict[str, Any], close: bool = False) -> Response:
+    def reply(self, kind: str, status: int, body: dict[str, Any], close: bool = False,
+              after: Callable[[], Any] | None = None) -> Response:
         self.metrics.requests.labels(kind if status < 400 else "invalid", str(status)).inc()
-        response = JSONResponse(body, status_code=status)
+        background = BackgroundTask(run_after, after) if after is not None else None
+        response = JSONResponse(body, status_code=status, background=background)
         rid = request_id.get()
         if rid:
             response.headers["x-request-id"] = rid
         if close:  # the body was not read: close rather than let the client go on sending it
             response.headers["connection"] = "close"
         return response
+
+
+async def run_after(work: Callable[[], Any]) -> None:
+    """Work done once the answer is sent (Starlette runs a response's background task then), on the event loop:
+    `work` is cheap, or returns an awaitable."""
+    result = work()
+    if inspect.isawaitable(result):
+        await result
 
 
 def arrived(request: Request) -> float:
