@@ -24,7 +24,7 @@ from app.decision.breaker import CircuitBreaker
 from app.decision.deadlines import InFlight
 from app.decision.hedging import Hedging
 from app.logs import LOGGER
-from app.routers.base import Choice, InvalidAnswer, ModelError, Query, Retry, Router, Usage
+from app.routers.base import Choice, InvalidAnswer, ModelError, Query, Retry, Router, RunnerUp, Usage
 from app.routers.offline import OfflineRouter
 from app.settings import MIN_ATTEMPT_S, RESERVE_S  # kept back for the answer; the least an attempt may start with
 
@@ -52,7 +52,9 @@ class Decision:
     model: str | None = None
     score: float | None = None  # the router's confidence in its answer, when it has one
     unscored: str | None = None  # why a router that scores its answers has no score for this one
-    candidate: str | None = None  # the router's best id before its threshold (evaluation sweeps over it)
+    candidate: str | None = None  # the router's best id before its threshold (evaluation sweeps over it); None:
+    # nothing matched at all
+    runner_ups: tuple[RunnerUp, ...] = ()  # the router's best-ranked ids, scores and matched words (explanations)
     reason: str | None = None
     prompt_tokens: int = 0  # every attempt's tokens, failed ones included
     completion_tokens: int = 0
@@ -257,7 +259,9 @@ class Decider:
             decision.outcome, decision.failure = "llm_error", "internal"
 
     def _take(self, decision: Decision, choice: Choice, query: Query) -> None:
-        decision.chosen, decision.candidate = choice.destination, choice.candidate or choice.destination
+        decision.chosen = choice.destination
+        decision.candidate = (choice.destination if choice.candidate is None else choice.candidate) or None
+        decision.runner_ups = choice.runner_ups
         decision.score, decision.reason = choice.score, choice.reason
         decision.unscored = choice.unscored
         decision.cached = choice.cached

@@ -55,12 +55,27 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class RunnerUp:
+    """One of a router's best-ranked ids, for explaining a decision: its raw score and the words (stems) of the
+    conversation that matched it, at most a few."""
+
+    id: str
+    score: float
+    words: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": self.score, "words": list(self.words)}
+
+
+@dataclass(frozen=True, slots=True)
 class Choice:
     """A router's raw answer. `destination` is only a candidate id until the decision validates it.
 
     `score` is the router's confidence in [0, 1] when it has one (the offline router's ranking margin, the
     LLM's probability of the id it wrote); `candidate` is its best id before any threshold (the offline
-    router answers `none` below its threshold, but evaluation sweeps thresholds over the candidate).
+    router answers `none` below its threshold, but evaluation sweeps thresholds over the candidate); None: the
+    same as `destination`; empty: nothing matched at all, so there is no candidate. `runner_ups`: the router's
+    best-ranked ids with their scores and matched words, best first (the offline router's top three).
     `unscored` says why an answer has no score when its router scores them (the LLM's log-probabilities
     were malformed, not finite, or did not spell the answer): a minimum confidence refuses it."""
 
@@ -73,6 +88,7 @@ class Choice:
     cached: bool = False
     candidate: str | None = None
     unscored: str | None = None
+    runner_ups: tuple[RunnerUp, ...] = ()
 
 
 class ModelError(Exception):

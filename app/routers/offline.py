@@ -8,6 +8,7 @@ stemming; confidence compares the best score with the runner-up and with a floor
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import unicodedata
@@ -16,13 +17,15 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from app.catalogue.destinations import NONE, Catalogue
-from app.routers.base import Capabilities, Choice, Parts, Query, Retry
+from app.routers.base import Capabilities, Choice, Parts, Query, Retry, RunnerUp
 
 K1, B = 1.2, 0.5
 FIELD_WEIGHTS = {"id": 2.0, "description": 1.0, "examples": 1.5}
 CALLER, ASSISTANT, HINT = 1.0, 0.15, 1.5
 RECENCY_FLOOR = 0.4  # the oldest caller turn still counts this much relative to the latest
 NONE_FLOOR = 1.4  # score a destination must clearly beat to be confident
+RUNNER_UPS = 3  # best-ranked ids a decision carries, to explain it
+MATCHED_WORDS = 5  # words kept per runner-up: the ones that weighed most
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # The last words are about the act of transferring, which says nothing about where to.
@@ -101,6 +104,13 @@ class OfflineIndex:
         n = len(docs)
         self.idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
 
+    def matched(self, query: dict[str, float], entry_id: str, limit: int = MATCHED_WORDS) -> tuple[str, ...]:
+        """The query's terms found in the entry, those that weighed most first (at most `limit`): catalogue
+        words, stemmed, never more of the caller's text than the catalogue already holds."""
+        tf = self.docs[entry_id].tf
+        weights = {term: weight * self.idf[term] for term, weight in query.items() if term in tf}
+        return tuple(heapq.nlargest(limit, weights, key=weights.__getitem__))
+
     def scores(self, query: dict[str, float], allowed: tuple[str, ...]) -> dict[str, float]:
         out: dict[str, float] = {}
         for entry_id in allowed:
@@ -176,16 +186,26 @@ class OfflineRouter:
         return None
 
     def rank(self, query: Query) -> tuple[str, float, dict[str, float]]:
-        """The best id, its confidence in [0, 1], and every allowed id's raw score."""
-        scores = self.index.scores(query_terms(query), query.allowed)
-        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        best, top = ranked[0]
-        second = ranked[1][1] if len(ranked) > 1 else 0.0
-        confidence = top / (top + second + NONE_FLOOR) if top > 0 else 0.0
+        """The best id (`none` when no word matched any entry), its confidence in [0, 1], and every allowed id's
+        raw score."""
+        best, confidence, scores, _, _ = self._ranked(query)
         return best, confidence, scores
+
+    def _ranked(self, query: Query) -> tuple[str, float, dict[str, float], list[tuple[str, float]], dict[str, float]]:
+        terms = query_terms(query)
+        scores = self.index.scores(terms, query.allowed)
+        # The top three are all a decision needs (best, runner-up, explanation): no full sort.
+        top3 = heapq.nlargest(RUNNER_UPS, scores.items(), key=lambda kv: kv[1])
+        best, top = top3[0]
+        second = top3[1][1] if len(top3) > 1 else 0.0
+        if top <= 0:  # nothing matched: no entry is a candidate (not the catalogue's first at 0.0)
+            return NONE, 0.0, scores, [], terms
+        return best, top / (top + second + NONE_FLOOR), scores, top3, terms
 
     async def choose(self, query: Query, timeout: float, *, retry: Retry | None = None,
                      hedge: bool = False) -> Choice:
-        best, confidence, _ = self.rank(query)
-        chosen = best if confidence >= self.threshold else NONE
-        return Choice(destination=chosen, score=round(confidence, 4), candidate=best)
+        best, confidence, _, top3, terms = self._ranked(query)
+        chosen = best if best != NONE and confidence >= self.threshold else NONE
+        runner_ups = tuple(RunnerUp(i, round(score, 3), self.index.matched(terms, i)) for i, score in top3 if score > 0)
+        return Choice(destination=chosen, score=round(confidence, 4), candidate=best if best != NONE else "",
+                      runner_ups=runner_ups)

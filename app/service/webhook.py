@@ -39,6 +39,7 @@ from app.vapi.outcomes import OUTCOME_TYPES
 
 JSON_TYPES = ("application/json", "text/json")
 MAX_LENGTH_DIGITS = 12  # a Content-Length longer than this is not a number we would read
+REASON_LOG_CHARS = 200  # of the model's reason (its prompt asks for one short sentence)
 REQUEST_ID_CHARS = 64  # of a caller's X-Request-Id: it goes into every log line of the request
 
 
@@ -182,4 +183,8 @@ def decision_fields(decision: Decision, request: DestinationRequest, engine: Eng
         "prompt_hash": engine.routing.prompt.hash, "prompt_tokens": decision.prompt_tokens,
         "completion_tokens": decision.completion_tokens, "cached_tokens": decision.cached_tokens,
         "unscored": decision.unscored,
+        # Why: the router's best-ranked ids with scores and matched words; the model's reason, bounded (a server
+        # that ignores the schema's maxLength must not write a long line).
+        "runner_ups": [r.as_dict() for r in decision.runner_ups] or None,
+        "reason": decision.reason[:REASON_LOG_CHARS] if decision.reason else None,
     }
