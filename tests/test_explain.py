@@ -94,3 +94,36 @@ def test_route_explain_says_why_entries_were_left_out():
         result.stdout
     plain = run(["route", "--router", "offline", "-"], stdin=json.dumps(sales_line))
     json.loads(plain.stdout)  # without --explain, stdout stays the JSON answer alone
+
+
+def test_label_shows_time_open_entries_transfers_choice_answer_and_confidence(tmp_path: Path):
+    from app.dataset.labelling import label_file
+    from app.loading import load_catalogue
+    body = transfer_request([("user", "I was charged twice on my bill, and the tech line did not answer.")],
+                            transfers=[{"destination": {"type": "number", "number": "+14155550177"},
+                                        "mode": "blind-transfer", "status": "no-answer", "transcript": ""}])
+    body["message"]["timestamp"] = LATE_MS
+    row = {"id": "late", "expected": None, "tags": ["recorded"], "payload": body,
+           "decision": {"kind": "transfer", "chosen": "billing", "answered": "front_desk", "outcome": "closed",
+                        "router": "offline", "model": None, "score": 0.76}}
+    path = tmp_path / "calls.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    shown: list[str] = []
+    prompts: list[str] = []
+    catalogue = load_catalogue(ROOT / "destinations.json")
+
+    def ask(prompt: str) -> str:
+        prompts.append(prompt)
+        return ""  # Enter: accept what was answered
+
+    counts = label_file(path, {*catalogue.ids, "none"}, ask, shown.append, catalogue=catalogue)
+    text = "\n".join(shown)
+    assert "Caller: I was charged twice on my bill" in text
+    assert "call at Mon 24 Nov 2025 21:30 (America/Los_Angeles); open then: " in text
+    opened = text.split("open then: ")[1].split(";")[0]
+    assert "front_desk" in opened and "billing" not in opened
+    assert "closed: billing (after hours: front_desk), sales, moving (after hours: front_desk)" in text
+    assert "earlier transfers that failed: tech_support (no-answer)" in text
+    assert "router chose: billing (offline, confidence 0.76); answered: front_desk; outcome: closed" in text
+    assert prompts == ["[Enter] accept front_desk | an id | s skip | q quit"]
+    assert counts["labelled"] == 1 and json.loads(path.read_text())["expected"] == "front_desk"

@@ -14,7 +14,10 @@ from app.cli import settings_from
 @click.option("--low-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="A decision scored below this counts as low confidence, and is offered early.")
 def label(files: tuple[Path, ...], low_score: float) -> None:
-    """Label recorded calls: Enter accepts the recorded decision, an id corrects it, s skips, q quits.
+    """Label recorded calls: Enter accepts the recorded answer, an id corrects it, s skips, q quits.
+
+    A label names where the caller should end up. Each call shows its conversation, its time and the entries open
+    then, the earlier transfers that failed, what the router chose, what was answered and its confidence.
 
     Likely mistakes come first, so a few minutes of labelling go where they matter: in each file, calls whose
     outcome was rerouted (from `switchboard export`), then low confidence (a score below --low-score, or the
@@ -40,7 +43,7 @@ def label(files: tuple[Path, ...], low_score: float) -> None:
         try:
             counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
                                 click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True),
-                                low_score)
+                                low_score, catalogue=catalogue)
         except (KeyboardInterrupt, click.Abort, EOFError):
             click.echo("\nstopped; every label given so far is saved")
             return

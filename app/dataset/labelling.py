@@ -4,6 +4,10 @@ Each label is written back at once, under the lock recording takes to append: th
 one row is changed, and a temporary copy is renamed over it (with the file's mode and owner). Calls recorded
 while labelling are kept, and an interruption (Ctrl-C, a closed terminal, a crash) never loses or truncates
 a line.
+
+Each call is shown with what it takes to judge where the caller should have ended up (the label): its
+conversation, its time and which entries were open then, its earlier transfers, what the router chose, what was
+answered, and how sure the router was.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import files
+from app.catalogue.destinations import HANDOFF, TRANSFER, Catalogue
+from app.catalogue.hours import read_moment
 from app.dataset.locking import locked
 from app.errors import UserError, first_error
 from app.vapi.conversation import NoConversation, extract, render
-from app.vapi.messages import PayloadError, parse_json, parse_request
+from app.vapi.messages import DestinationRequest, PayloadError, parse_json, parse_request
+from app.vapi.transfers import unreachable
 
 
 class LabelError(UserError):
@@ -131,6 +139,68 @@ def conversation_text(row: dict[str, Any]) -> str:
         return f"(no conversation: {exc})"
 
 
+def judging_lines(row: dict[str, Any], catalogue: Catalogue | None) -> list[str]:
+    """What a labeller needs beside the conversation: the call's time and the entries open then (its assistant's
+    entries only), the earlier transfers that failed, what the router chose, what was answered, its confidence."""
+    decision = _decision(row)
+    lines: list[str] = []
+    request = _request(row)
+    at = read_moment(request.timestamp) if request is not None else None
+    if catalogue is not None and at is not None:
+        zone = catalogue.timezone
+        local = at.astimezone(ZoneInfo(zone)) if zone else at
+        kind = HANDOFF if request is not None and request.is_handoff else TRANSFER
+        ids = catalogue.allowed_for(*request.assistant_keys, kind=kind) if request is not None else catalogue.ids
+        opened, closed = [], []
+        for entry_id in ids:
+            entry = catalogue.get(entry_id)
+            if entry is None or entry.hours is None or entry.hours.is_open(at):
+                opened.append(entry_id)
+            else:
+                closed.append(entry_id + (f" (after hours: {entry.after_hours})" if entry.after_hours else ""))
+        lines.append(f"call at {local.strftime('%a %d %b %Y %H:%M')} ({zone or 'UTC'}); open then: "
+                     f"{', '.join(opened) or '-'}" + (f"; closed: {', '.join(closed)}" if closed else ""))
+    elif at is not None:
+        lines.append(f"call at {at.strftime('%a %d %b %Y %H:%M')} (UTC)")
+    else:
+        lines.append("call time: not recorded")
+    failed = unreachable(request, catalogue, catalogue.ids, HANDOFF if request.is_handoff else TRANSFER) \
+        if request is not None and catalogue is not None else ()
+    transfers = request.artifact.transfers if request is not None and request.artifact else None
+    if failed:
+        lines.append("earlier transfers that failed: " + ", ".join(f"{i} ({status})" for i, status in failed))
+    elif transfers:
+        lines.append(f"earlier transfers: {len(transfers)}, none failed to reach a catalogue entry")
+    chosen, answered = decision.get("chosen"), decision.get("answered")
+    score, router = decision.get("score"), decision.get("router")
+    about = [str(router)] if router else []
+    if isinstance(score, int | float) and not isinstance(score, bool):
+        about.append(f"confidence {score:.2f}")
+    lines.append(f"router chose: {chosen or '-'}" + (f" ({', '.join(about)})" if about else "")
+                 + f"; answered: {answered or 'nothing transferred'}"
+                 + (f"; outcome: {decision['outcome']}" if decision.get("outcome") else ""))
+    return lines
+
+
+def _decision(row: dict[str, Any]) -> dict[str, Any]:
+    decision = row.get("decision")
+    return decision if isinstance(decision, dict) else {}
+
+
+def _request(row: dict[str, Any]) -> DestinationRequest | None:
+    try:
+        return parse_request(parse_json(json.dumps(row.get("payload", {})).encode()))
+    except PayloadError:
+        return None
+
+
+def default_label(row: dict[str, Any]) -> str:
+    """What Enter accepts: what the caller was answered with (a label names where the caller should end up),
+    else what the router chose."""
+    decision = _decision(row)
+    return str(decision.get("answered") or decision.get("chosen") or "")
+
+
 def likely_mistakes_first(rows: list[dict[str, Any]], low_score: float = LOW_SCORE) -> list[dict[str, Any]]:
     """Rows in the order a few minutes of labelling are best spent: those whose outcome (from `switchboard
     export`) is rerouted, then low confidence (the decision's score below `low_score`, or its outcome
@@ -147,7 +217,8 @@ def likely_mistakes_first(rows: list[dict[str, Any]], low_score: float = LOW_SCO
 
 
 def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None],
-               warn: Callable[[str], None] | None = None, low_score: float = LOW_SCORE) -> dict[str, int]:
+               warn: Callable[[str], None] | None = None, low_score: float = LOW_SCORE,
+               catalogue: Catalogue | None = None) -> dict[str, int]:
     """Go through unlabelled rows, likely mistakes first (likely_mistakes_first); returns counts of labelled,
     skipped and remaining rows."""
     counts = {"labelled": 0, "skipped": 0}
@@ -155,10 +226,11 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
         rows = _rows(path, warn or show)
     todo = likely_mistakes_first([row for row in rows if not row.get("expected")], low_score)
     for n, row in enumerate(todo, start=1):
-        decided = (row.get("decision") or {}).get("chosen") or ""
+        decided = default_label(row)
         show(f"\n--- {n}/{len(todo)}  {row.get('id')}  tags: {', '.join(row.get('tags', [])) or '-'}")
         show(conversation_text(row))
-        show(f"recorded decision: {decided or '(none recorded)'}")
+        for line in judging_lines(row, catalogue):
+            show(line)
         while True:
             answer = ask(f"[Enter] accept {decided or '-'} | an id | s skip | q quit").strip()
             if answer == "q":
