@@ -21,7 +21,7 @@ import pytest
 
 from app.service.app import create_app
 from app.settings import Settings
-from tests import vapi_sdk
+from tests import postgres, vapi_sdk
 from tests.fake_openai import FakeOpenAI, ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,6 +176,20 @@ def log_records() -> Iterator[list[logging.LogRecord]]:
 
 def decision_logs(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
     return [dict(r.fields) for r in records if r.getMessage() == "decision"]  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[postgres.PostgresServer]:
+    """A throwaway PostgreSQL server for the session (skipped where none is installed, failing in CI)."""
+    yield from postgres.server()
+
+
+@pytest.fixture
+def pg_url(pg: postgres.PostgresServer) -> str:
+    """A fresh database on it."""
+    if not pg.running:  # a test that stopped it and failed before starting it again
+        pg.start()
+    return pg.new_database()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -486,16 +486,7 @@ def test_store_off_keeps_nothing() -> None:
 # ----- PostgreSQL -----
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[postgres.PostgresServer]:
-    yield from postgres.server()
-
-
-@pytest.fixture
-def pg_url(pg: postgres.PostgresServer) -> str:
-    if not pg.running:  # a test that stopped it and failed before starting it again
-        pg.start()
-    return pg.new_database()
+# `pg` and `pg_url`: tests/conftest.py (the service tests share the server)
 
 
 def test_postgresql_round_trip_with_hostile_text(pg_url: str) -> None:
