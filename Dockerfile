@@ -2,7 +2,8 @@
 #   docker build -t switchboard .
 #   docker run -p 8000:8000 -v switchboard-data:/data -e OPENAI_API_KEY -e SWITCHBOARD_SECRET switchboard
 # /app (code, catalogue, prompts) is read-only for the service user; /data is its writable directory, meant
-# for a volume: recordings (SWITCHBOARD_RECORD_DIR=/data/recordings) and the evaluation cache live there.
+# for a volume: the decision store's SQLite file (SWITCHBOARD_DATA_DIR=/data), recordings
+# (SWITCHBOARD_RECORD_DIR=/data/recordings) and the evaluation cache live there.
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -10,7 +11,8 @@ COPY app ./app
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.12-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 SWITCHBOARD_HOST=0.0.0.0 SWITCHBOARD_PORT=8000 HOME=/data
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 SWITCHBOARD_HOST=0.0.0.0 SWITCHBOARD_PORT=8000 HOME=/data \
+    SWITCHBOARD_DATA_DIR=/data
 COPY --from=build /install /usr/local
 RUN useradd --system --uid 10001 --home-dir /data switchboard \
  && mkdir -p /data && chown switchboard:switchboard /data
