@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from app.catalogue.destinations import Catalogue
+from app.routers import completion as completion_reader
 from app.routers import confidence
 from app.routers import llm as llm_router
 from app.routers.base import InvalidAnswer, Usage
@@ -89,14 +90,14 @@ def test_the_cap_fits_an_honest_answer_and_says_how_it_is_sized():
     """An answer that uses every token it may, each token 8 bytes of non-ASCII text with its alternatives
     and bytes, fits the cap; the cap is a small multiple of that, not megabytes."""
     request = {"max_tokens": 60, "logprobs": True, "top_logprobs": llm_router.TOP_LOGPROBS}
-    cap = llm_router.response_cap(request)
+    cap = completion_reader.response_cap(request)
     assert cap == 64 * 1024 + 60 * 256 * (2 + llm_router.TOP_LOGPROBS)
     text = "éèàü" * 60  # 60 tokens of 8 bytes
     logprobs = token_logprobs(text, "éèàü" * 60, 0.5)
     tokens = [{**t, "top_logprobs": [t["top_logprobs"][0]] * llm_router.TOP_LOGPROBS} for t in logprobs]
     body = json.dumps(completion(text, "gpt-4.1-mini", logprobs=tokens)).encode()
     assert len(body) < cap < 4 * 1024 * 1024
-    assert llm_router.response_cap({"max_tokens": 60}) == 64 * 1024 + 60 * 256  # no log-probabilities asked
+    assert completion_reader.response_cap({"max_tokens": 60}) == 64 * 1024 + 60 * 256  # no log-probabilities asked
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -2,7 +2,8 @@
 
 An embedded SQLite file by default (DATA_DIR/switchboard.db), PostgreSQL when SWITCHBOARD_DATABASE_URL names one
 (several replicas then share it), nothing with `none` (see url.py). The service hands rows over with
-`add_decision`/`add_event`/`add_outcome`, which never wait; a thread of the store's own writes them (writer.py).
+`add_decision`/`add_event`/`add_outcome`, which never wait (handle.py); a thread of the store's own writes them
+(writer.py).
 
     store = await open_store(url, data_dir)            # in the service's lifespan
     store.add_decision(DecisionRow(...))               # after the caller has their answer
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from app.logs import LOGGER, event
 from app.store.backend import Backend, RowsRefused, StoreError, StoreUnavailable
+from app.store.handle import CLOSE_TIMEOUT, Forgotten, Store
 from app.store.migrations import Migration
 from app.store.rows import (
     MESSAGE_TYPES,
@@ -33,17 +35,7 @@ from app.store.rows import (
     event_key,
 )
 from app.store.url import ENV, StoreConfigError, Target, parse_database_url
-from app.store.writer import (
-    BATCH_ROWS,
-    CAPACITY,
-    CLOSE_TIMEOUT,
-    RETENTION_DAYS,
-    RETENTION_INTERVAL,
-    Forgotten,
-    Purged,
-    Store,
-    StoreStats,
-)
+from app.store.writer import BATCH_ROWS, CAPACITY, RETENTION_DAYS, RETENTION_INTERVAL, Purged, StoreStats
 
 START_TIMEOUT = 15.0  # seconds open_store waits for the first connection and migrations before going on without
 

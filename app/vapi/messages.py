@@ -34,7 +34,7 @@ class PayloadError(UserError):
 
 
 class Loose(BaseModel):
-    """A message from another party (Vapi here, a model server in routers/llm.py), read for the fields typed on
+    """A message from another party (Vapi here, a model server in routers/completion.py), read for the fields typed on
     it. Unread fields are dropped, not copied: the raw dict is kept where the whole body is needed (recording)."""
 
     model_config = ConfigDict(extra="ignore")
