@@ -1,6 +1,6 @@
 """Chaos run: attacks on the real service, each against a fresh service process, measured from outside.
 
-    python bench/chaos.py                          # every attack, full length (about 8 minutes)
+    python bench/chaos.py                          # every attack, full length (about 9 minutes)
     python bench/chaos.py --smoke                  # all but one, shortened: well under 90 s (for CI)
     python bench/chaos.py --repo /work/before      # run the service from another checkout
     python bench/chaos.py --only hang-storm --only slow-body --json out.json --logs chaos-logs
@@ -16,8 +16,12 @@ Some attacks bring what they attack: the model's hostile answers are modes of th
 padded with spaces, a completion of many megabytes, a body that never ends, log-probabilities with bad bytes,
 NaN or the wrong spelling); the catalogue attacks write their own catalogue (300 to 3,000 generated entries
 with business hours, or a named pipe) in a temporary directory; full-disk mounts a 64 KiB tmpfs for the
-recordings (root needed: without it the attack is reported as skipped, with why) and unmounts it after. The
-list of attacks is at the end of --help.
+recordings (root needed: without it the attack is reported as skipped, with why) and unmounts it after;
+database-outage starts a throwaway PostgreSQL with tests/postgres.py (skipped, saying why, where it is not
+installed) and stops and starts it mid-run. report-flood's 50 clients run in a process of their own (this
+script with --flood-worker), so that the flood does not slow the event loop that times the normal callers.
+Every attack's embedded store (SQLite) is in its own temporary folder. The list of attacks is at the end of
+--help.
 
 Output: one Markdown table on stdout (one row per attack), then what a good result would be for each.
 The script measures and never gates: the exit code is 0 unless the script itself fails.
@@ -49,10 +53,10 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -68,6 +72,7 @@ INTENTS = [
     [("user", "can I speak to a real person, I have a complaint"), ("bot", "Of course.")],
 ]
 
+T = TypeVar("T")
 transfer_request: Callable[..., dict[str, Any]]  # tests/vapi_payloads.py of --repo, imported in main()
 
 
@@ -387,6 +392,7 @@ class Ctx:
     log_offset: int
     sockets: list[asyncio.StreamWriter] = field(default_factory=list)
     finalize: Callable[[Result], str] | None = None
+    after: Callable[[], Awaitable[None]] | None = None  # run after the settle, before `finalize` (e.g. /metrics)
 
     def pick(self, full: float, smoke: float) -> float:
         return smoke if self.smoke else full
@@ -1339,6 +1345,362 @@ async def recording_big_conversations(ctx: Ctx) -> None:
     ctx.finalize = lambda r: f"{r.check}; {log_words(r.log)}"
 
 
+# -- attacks on the decision store: a flood of Vapi's outcome messages, and the database going away ---------
+
+OUTCOME_KINDS = {"end-of-call-report": 0.6, "status-update": 0.25, "transfer-update": 0.15}  # the flood's mix
+ENDED_REASONS = ["assistant-forwarded-call", "call.forwarding.no-answer", "call.forwarding.operator-busy",
+                 "call.in-progress.error-transfer-failed", "customer-ended-call-during-transfer", "customer-ended-call"]
+TRANSFER_STATUSES = ["connected", "no-answer", "busy", "voicemail", "failed", "completed", "cancelled"]
+FLOOD_RESEND = 0.15  # share of the flood's messages that resend one the same client sent before (Vapi retries)
+FLOOD_MAX = 2_000_000  # messages per flood client at most, whatever the window: bounded in count as well as time
+
+
+def outcome_templates() -> dict[str, dict[str, Any]]:
+    """The worked examples (examples/*.json of this checkout, not --repo's: older ones have none)."""
+    return {kind: json.loads((ROOT / "examples" / f"{kind}.json").read_text()) for kind in OUTCOME_KINDS}
+
+
+def outcome_message(templates: dict[str, dict[str, Any]], kind: str, call_id: str, destination: Any,
+                    rng: random.Random) -> dict[str, Any]:
+    """A worked example of `kind` for `call_id` and `destination`, its outcome varied by `rng`."""
+    body = copy.deepcopy(templates[kind])
+    message = body["message"]
+    message["call"]["id"] = call_id
+    message["timestamp"] = int(time.time() * 1000)
+    if kind == "end-of-call-report":
+        message["endedReason"] = rng.choice(ENDED_REASONS)
+        message["destination"] = destination
+        message["artifact"]["transfers"] = [{"destination": destination, "mode": "blind-transfer",
+                                             "status": rng.choice(TRANSFER_STATUSES)}]
+    elif kind == "status-update":
+        if rng.random() < 0.7:
+            message.update(status="forwarding", destination=destination)
+        else:
+            message.pop("destination", None)
+            message.update(status="ended", endedReason=rng.choice(ENDED_REASONS))
+    else:
+        message["destination"] = destination
+    return body
+
+
+async def flood_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """The flood's clients, in their own process (`chaos.py --flood-worker SPEC`): as fast as they can from
+    spec["start"] to spec["stop"] (epoch seconds), so that this driver's event loop, which times the normal
+    callers, is not the one saturated."""
+    templates = outcome_templates()
+    catalogue = json.loads((ROOT / "destinations.json").read_text())
+    destinations = [d["destination"] for d in catalogue["destinations"]]
+    kinds, weights = list(OUTCOME_KINDS), list(OUTCOME_KINDS.values())
+    counts: Counter[str] = Counter()
+    latencies: list[float] = []
+    began = [float("nan")]
+
+    async def client(session: aiohttp.ClientSession, c: int) -> None:
+        rng = random.Random(c)
+        sent: list[bytes] = []  # the last few, for resends
+        for n in range(FLOOD_MAX):
+            if time.time() >= spec["stop"]:
+                return
+            if sent and rng.random() < FLOOD_RESEND:
+                body, counts["resent"] = rng.choice(sent), counts["resent"] + 1
+            else:
+                kind = rng.choices(kinds, weights)[0]
+                # Half the messages name a call the normal callers made (their decisions are joined), half not.
+                if rng.random() < 0.5:
+                    made = rng.randrange(spec["callers"]) * 100_000 + rng.randrange(spec["per_caller"])
+                    call_id = f"{spec['prefix']}-{made}"
+                else:
+                    call_id = f"flood-{c}-{n}"
+                body = json.dumps(outcome_message(templates, kind, call_id, rng.choice(destinations), rng)).encode()
+                counts[kind] += 1
+                sent = [*sent[-19:], body]
+            t0 = time.perf_counter()
+            try:
+                async with session.post(spec["url"], data=body, headers={"content-type": "application/json"},
+                                        timeout=aiohttp.ClientTimeout(total=10)) as r:
+                    await r.read()
+                    counts[f"HTTP {r.status}"] += 1
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                counts[type(exc).__name__] += 1
+            latencies.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=spec["clients"])) as session:
+        print("ready", flush=True)
+        await asyncio.sleep(max(0.0, spec["start"] - time.time()))
+        began[0] = time.time()
+        await asyncio.gather(*(client(session, c) for c in range(spec["clients"])))
+    return {"sent": len(latencies), "began": began[0], "ended": time.time(), "counts": dict(counts),
+            "p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99), "worst": max(latencies, default=float("nan"))}
+
+
+async def scrape(ctx: Ctx, *names: str) -> dict[str, float]:
+    """Samples of these metrics from /metrics (name{labels} -> value); {} when it cannot be read."""
+    try:
+        async with ctx.session.get(ctx.service.url + "/metrics", timeout=aiohttp.ClientTimeout(total=10)) as r:
+            text = await r.text()
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return {}
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(names):
+            key, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                found[key.replace("switchboard_", "")] = float(value)
+    return found
+
+
+def metric_words(samples: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:,.0f}" for k, v in sorted(samples.items()) if v) or "none (no such metrics)"
+
+
+def event_counts(lines: list[str], needle: str) -> Counter[str]:
+    """How many log lines each event whose name contains `needle` has."""
+    found = Counter[str]()
+    for ln in lines:
+        if ln.startswith("{") and needle in ln:
+            with contextlib.suppress(ValueError):
+                name = str(json.loads(ln).get("event", ""))
+                if needle in name:
+                    found[name] += 1
+    return found
+
+
+REPORT_FLOOD_LATENCY = 0.3  # seconds: the model at a modest latency
+
+
+def data_dir(setup: Setup) -> dict[str, str]:
+    """The embedded store's folder, in the attack's own directory (its default is data/ under the cwd)."""
+    return {"SWITCHBOARD_DATA_DIR": str(setup.workdir / "data")}
+
+
+async def report_flood(ctx: Ctx) -> None:
+    await ctx.model.control("ok", latency=REPORT_FLOOD_LATENCY)
+    callers, clients = 10, 50
+    await rounds(ctx, callers, 1, "warm", record=False)  # keep-alive connections, as Vapi's pool has them
+    quiet_s, flood_s, after_s = ctx.pick(8, 0.5), ctx.pick(20, 1.5), ctx.pick(4, 0.3)
+    start = time.time() + quiet_s
+    stop = start + flood_s
+    spec: dict[str, Any] = {"url": ctx.service.url + "/webhook", "start": start, "stop": stop, "clients": clients,
+            "prefix": "flooded", "callers": callers, "per_caller": int(flood_s / REPORT_FLOOD_LATENCY) + 1}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "chaos.py"), "--flood-worker", json.dumps(spec), cwd=ROOT,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        quiet = [o for c in await callers_until(ctx, time.monotonic() + quiet_s, callers, "quiet") for o in c]
+        assert worker.stdout is not None
+        ready = await asyncio.wait_for(worker.stdout.readline(), 30)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"the flood worker did not start: {ready!r}")
+        await asyncio.sleep(max(0.0, start - time.time()))
+        flooded = [o for c in await callers_until(ctx, time.monotonic() + max(0.0, stop - time.time()),
+                                                  callers, "flooded") for o in c]
+        out, _ = await asyncio.wait_for(worker.communicate(), 30)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    flood = json.loads(out)
+    after = [o for c in await callers_until(ctx, time.monotonic() + after_s, callers, "after") for o in c]
+    counts = flood["counts"]
+    answered = {k: v for k, v in counts.items() if k.startswith("HTTP ")}
+    not_2xx = flood["sent"] - sum(v for k, v in answered.items() if k.startswith("HTTP 2"))
+    seconds = max(1e-9, flood["ended"] - flood["began"])
+    ctx.result.raw = flood["sent"]
+    ctx.result.details.update(flood=flood, quiet=len(quiet), flooded=len(flooded), after=len(after))
+    mix = ", ".join(f"{k} {counts.get(k, 0):,}" for k in OUTCOME_KINDS)
+
+    async def metrics() -> None:  # read after the settle, when what the flood left in flight is done
+        ctx.result.details["metrics"] = await scrape(ctx, "switchboard_outcome_messages_total",
+                                                     "switchboard_store_rows_total", "switchboard_store_buffered")
+
+    ctx.after = metrics
+
+    def verdict(r: Result) -> str:
+        lines = ctx.log()
+        drops = event_counts(lines, "drop")
+        return (f"model {REPORT_FLOOD_LATENCY * 1000:.0f} ms, {callers} callers; without the flood: "
+                f"{timing(quiet, r.budget)}; with {clients} clients flooding {flood['sent']:,} outcome messages "
+                f"({flood['sent'] / seconds:,.0f}/s: {mix}, {counts.get('resent', 0):,} resends): "
+                f"{timing(flooded, r.budget)} ({statuses(flooded)}); after it: {timing(after, r.budget)}; the "
+                f"flood's answers {counted(answered)}, {not_2xx} not 2xx, p50 {ms(flood['p50'])}, worst "
+                f"{ms(flood['worst'])}; metrics: {metric_words(r.details.get('metrics', {}))}; drop lines in the "
+                f"log: {counted(drops)}; {log_words(r.log)}")
+
+    ctx.finalize = verdict
+
+
+_POSTGRES: dict[str, Any] = {}  # attack directory -> its throwaway PostgresServer (not JSON: kept out of details)
+
+
+def postgres_helper() -> Any:
+    """tests/postgres.py of this checkout (not --repo's), by path: `tests` may already be --repo's package."""
+    import importlib.util
+
+    path = ROOT / "tests" / "postgres.py"
+    spec = importlib.util.spec_from_file_location("chaos_postgres_helper", path)
+    if spec is None or spec.loader is None or not path.exists():
+        raise Skipped(f"{path} is missing: it starts the throwaway PostgreSQL server")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:
+        raise Skipped(f"{path} cannot be imported ({exc}); run with the project's venv") from None
+    return module
+
+
+def throwaway_postgres(setup: Setup) -> dict[str, str]:
+    """A PostgreSQL server of its own (initdb, pg_ctl; as root, run as the `postgres` user), and the service's
+    SWITCHBOARD_DATABASE_URL pointing at a fresh database on it."""
+    helper = postgres_helper()
+    bindir = helper.find_bindir()
+    if bindir is None:
+        raise Skipped("PostgreSQL is not installed (no initdb under /usr/lib/postgresql/*/bin or on PATH); "
+                      "install it (Debian: apt-get install postgresql) to run this attack")
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise Skipped("running as root, and there is no `postgres` user to run initdb as (it refuses "
+                          "root)") from None
+        if shutil.which("runuser") is None:
+            raise Skipped("running as root, and there is no runuser to run initdb as the `postgres` user")
+    server = helper.PostgresServer(bindir)
+    setup.cleanups.append(server.cleanup)
+    t0 = time.monotonic()
+    server.init()
+    server.start()
+    url = server.new_database()
+    _POSTGRES[str(setup.workdir)] = server
+    setup.result.details.update(postgres=str(setup.workdir), database=url.rpartition("/")[2])
+    setup.cleanups.append(lambda: _POSTGRES.pop(str(setup.workdir), None))
+    setup.result.details["postgres_setup_s"] = round(time.monotonic() - t0, 2)
+    return {"SWITCHBOARD_DATABASE_URL": url, **data_dir(setup)}
+
+
+def report_for(templates: dict[str, dict[str, Any]], call_id: str, destination: Any) -> bytes:
+    """The end-of-call-report of a call whose transfer to `destination` connected."""
+    body = copy.deepcopy(templates["end-of-call-report"])
+    message = body["message"]
+    message["call"]["id"], message["timestamp"] = call_id, int(time.time() * 1000)
+    message["endedReason"], message["destination"] = "assistant-forwarded-call", destination
+    message["artifact"]["transfers"] = [{"destination": destination, "mode": "blind-transfer", "status": "connected"}]
+    return json.dumps(body).encode()
+
+
+def rows_in(server: Any, database: str, prefix: str) -> tuple[list[str], Counter[str], int]:
+    """(call ids of the decisions, their outcomes, events) kept in the database for calls starting with prefix."""
+    like = f"'{prefix}-%'"
+    ids = server.psql(f"SELECT call_id FROM decisions WHERE call_id LIKE {like}", database).split()
+    outcomes = Counter[str]()
+    for line in server.psql(f"SELECT outcome, count(*) FROM decisions WHERE call_id LIKE {like} GROUP BY outcome",
+                            database).splitlines():
+        if "|" in line:
+            name, _, n = line.partition("|")
+            outcomes[name] = int(n)
+    events = int(server.psql(f"SELECT count(*) FROM events WHERE call_id LIKE {like}", database).strip() or 0)
+    return ids, outcomes, events
+
+
+async def database_outage(ctx: Ctx) -> None:
+    server = _POSTGRES[ctx.result.details["postgres"]]
+    templates = outcome_templates()
+    before_s, down_s, after_s = ctx.pick(5, 0.3), ctx.pick(20, 3), ctx.pick(10, 0.3)
+    interval = 0.1  # a call every 0.1 s, each followed by its end-of-call-report
+    phase = ["before"]
+    calls: list[tuple[str, str, Outcome]] = []  # (phase when sent, call id, the answer)
+    reports: list[tuple[str, Outcome]] = []
+    stopped_in = started_in = float("nan")
+
+    async def one(i: int) -> None:
+        call_id, sent_in = f"outage-{i}", phase[0]
+        answer = await ctx.post(normal_body(i, "outage"), fresh=False)
+        calls.append((sent_in, call_id, answer))
+        if answer.has_destination:
+            report = await ctx.post(report_for(templates, call_id, answer.body["destination"]), fresh=False,
+                                    record=False)
+            reports.append((sent_in, report))
+
+    async def traffic(done: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            i = 0
+            while not done.is_set():
+                tg.create_task(one(i))
+                i += 1
+                await asyncio.sleep(interval)
+
+    done = asyncio.Event()
+    driver = asyncio.create_task(traffic(done))
+    try:
+        await asyncio.sleep(before_s)
+        phase[0] = "stopping"
+        t0 = time.monotonic()
+        await asyncio.to_thread(server.stop, "fast")
+        stopped_in, phase[0] = time.monotonic() - t0, "down"
+        await asyncio.sleep(down_s)
+        phase[0] = "starting"
+        t0 = time.monotonic()
+        await asyncio.to_thread(server.start)
+        started_in, phase[0] = time.monotonic() - t0, "back"
+        back_at = time.monotonic()
+        await asyncio.sleep(after_s)
+    finally:
+        done.set()
+        await driver
+    # Every answered request should become one row: wait (bounded) until they have all arrived, and their
+    # reports are joined (no decision left pending).
+    answered = {call_id for _, call_id, o in calls if o.status == 200}
+    wait_until = time.monotonic() + ctx.pick(60, 12)
+    rows: list[str] = []
+    outcomes: Counter[str] = Counter()
+    events, unreadable = 0, ""
+    while True:
+        try:
+            rows, outcomes, events = await asyncio.to_thread(rows_in, server, ctx.result.details["database"],
+                                                             "outage")
+            unreadable = ""
+        except RuntimeError as exc:  # psql failed: asked again, unless the service never made the tables
+            unreadable = next((ln.strip() for ln in str(exc).splitlines() if ln.startswith("ERROR")), str(exc)[:200])
+            if "does not exist" in unreadable:
+                break
+        # --smoke waits for the rows only: the joins wait for two of the service's 2 s ticks after the rows
+        if (answered <= set(rows) and (ctx.smoke or not outcomes.get("pending"))) or time.monotonic() >= wait_until:
+            break
+        await asyncio.sleep(0.5)
+    ids = set(rows)
+    settled_s = time.monotonic() - back_at
+    budget = ctx.result.budget
+    lost = Counter(p for p, _, o in calls if o.status != 200 or o.latency > budget + 0.1)
+    by_phase = Counter(p for p, _, _ in calls)
+    report_bad = sum(not (200 <= o.status < 300) or o.latency > budget + 0.1 for _, o in reports)
+    down_calls = [o for p, _, o in calls if p in ("stopping", "down", "starting")]
+    missing, extra = answered - ids, ids - answered
+    ctx.result.details.update(phases=dict(by_phase), missing=sorted(missing)[:20], rows=len(rows),
+                              outcomes=dict(outcomes), events=events)
+
+    async def metrics() -> None:  # after the settle
+        ctx.result.details["metrics"] = await scrape(ctx, "switchboard_store_rows_total",
+                                                     "switchboard_outcome_messages_total")
+
+    ctx.after = metrics
+
+    def verdict(r: Result) -> str:
+        lines = ctx.log()
+        store_lines = event_counts(lines, "store_")
+        return (f"PostgreSQL stopped (-m fast, {stopped_in:.1f} s) for {down_s:.0f} s, then started ({started_in:.1f} "
+                f"s); {len(calls)} calls at {1 / interval:.0f}/s ({counted(by_phase)}), each then its "
+                f"end-of-call-report: answers lost (non-200 or later than {budget + 0.1:.1f} s) {sum(lost.values())} "
+                f"({counted(lost)}); while it was down {timing(down_calls, budget)}; reports not 2xx or late "
+                f"{report_bad}/{len(reports)}; decisions answered {len(answered)}, in the database {len(rows)} "
+                f"{settled_s:.1f} s after it was back: {len(missing)} missing, {len(extra)} not answered, "
+                f"{len(rows) - len(ids)} twice{f' ({unreadable})' if unreadable else ''}; outcomes "
+                f"{counted(outcomes)}; {events} events; metrics: {metric_words(r.details.get('metrics', {}))}; "
+                f"store log lines: {counted(store_lines)}; {log_words(r.log)}")
+
+    ctx.finalize = verdict
+
+
 # In this order, short attacks alternate with long ones: in --smoke the next attack's processes start
 # while one runs, so a short one rarely waits for them.
 ATTACKS = [
@@ -1415,6 +1777,13 @@ ATTACKS = [
     Attack("client-cancel", client_cancel, {"SWITCHBOARD_TIMEOUT": "2"},
            "20/20 normal calls routed, no error lines, breaker closed", nominal=(10, 6),
            what="200 callers hang up mid-decision"),
+    Attack("report-flood", report_flood, {"SWITCHBOARD_TIMEOUT": "2"},
+           "callers as without the flood: 0 later than 2.1 s, p50 within 100 ms of without, all routed; every outcome "
+           "message answered 2xx (fast: ingested after the answer); RSS peak bounded (within +100 MB of before) and "
+           "after near before; 0 Traceback; drops (if any) logged once per interval, not a line per message",
+           nominal=(36, 3), settle=(5, 0.5), prepare=data_dir,
+           what="50 clients flood end-of-call-reports, status-updates, transfer-updates (resends too) beside 10 "
+                "callers (model 0.3 s)"),
     Attack("full-disk", full_disk, {"SWITCHBOARD_TIMEOUT": "2"},
            "every caller answered 200 within 2.1 s; 0 Traceback; a full disk logged a bounded number of times (not a "
            "trace per call); the recording ends with a whole line", model=False, nominal=(15, 5), prepare=tiny_disk,
@@ -1427,6 +1796,14 @@ ATTACKS = [
     Attack("health-flood-1000", health_flood, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_SECRET": SECRET},
            "as health-flood, with 1,000 entries", nominal=(25, 5), prepare=big_catalogue(1000, 300), smoke=False,
            what="health-flood with a 1,000-entry catalogue"),
+    Attack("database-outage", database_outage, {"SWITCHBOARD_TIMEOUT": "2"},
+           "0 answers lost (every call 200 within 2.1 s, every report 2xx) while PostgreSQL is down; once it is back, "
+           "every answered decision in the database (0 missing) and joined to its report (0 pending; --smoke waits for "
+           "the rows only); 0 Traceback; "
+           "the outage logged a bounded number of times", model=False, nominal=(60, 8), settle=(2, 0.3),
+           prepare=throwaway_postgres,
+           what="a throwaway PostgreSQL (the store) stopped for 20 s under 10 calls/s, each with its "
+                "end-of-call-report (needs initdb/pg_ctl)"),
     Attack("reload-storm", reload_storm, {"SWITCHBOARD_TIMEOUT": "2", "SWITCHBOARD_RELOAD_INTERVAL": "0.1"},
            "0 non-200, every answer from some catalogue version, service alive", model=False, nominal=(12, 5),
            prepare=own_catalogue,
@@ -1470,6 +1847,7 @@ def attack_env(attack: Attack, fake_port: int | None, setup: Setup) -> dict[str,
         env.update(OPENAI_BASE_URL=f"http://{HOST}:{fake_port}/v1", OPENAI_API_KEY="chaos", SWITCHBOARD_ROUTER="llm")
     else:
         env["SWITCHBOARD_ROUTER"] = "offline"
+    env.update(data_dir(setup))  # the embedded store's file: never in --repo's data/ folder
     if attack.prepare is not None:
         env.update(attack.prepare(setup))
     env.update(attack.env)
@@ -1519,6 +1897,9 @@ async def measure(attack: Attack, ctx: Ctx, opts: Options, settling: Callable[[]
     settling()
     await asyncio.sleep(attack.settle[pick])
     result.mem_after = ctx.service.rss_mb()
+    if ctx.after is not None and result.finished and ctx.service.alive():
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ctx.after(), 30)
     result.mem_peak = max([result.mem_before, result.mem_after, *(s for s in sampler.samples if s == s)])
     result.log = log_stats(ctx.log())
     result.alive_at_end = ctx.service.alive()
@@ -1713,16 +2094,19 @@ async def run_all(opts: Options, names: list[str] | None) -> list[Result]:
     return await Pipeline(chosen, opts).run()
 
 
-def run(coroutine: Awaitable[list[Result]]) -> list[Result]:
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """On uvloop when installed (as the service runs): less client-side overhead in the measurements."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(coroutine)  # type: ignore[arg-type]
-    return uvloop.run(coroutine)  # type: ignore[arg-type]
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--flood-worker":  # report-flood's clients, in their own process
+        print(json.dumps(run(flood_worker(json.loads(sys.argv[2])))), flush=True)
+        return
     args = parse_args()
     repo = args.repo.resolve()
     raise_fd_limit()
