@@ -276,6 +276,18 @@ class Store(Writer):
             decisions, events = await self.backend.calls([call_id])
         return call_record(call_id, decisions, events)
 
+    async def _calls(self, call_ids: list[str]) -> list[CallRecord]:
+        assert self.backend is not None
+        async with self._db:
+            await self._ready()
+            decisions, events = await self.backend.calls(call_ids)
+        by_call: dict[str, tuple[list[DecisionRow], list[EventRow]]] = {c: ([], []) for c in call_ids}
+        for d in decisions:
+            by_call[d.call_id][0].append(d)
+        for e in events:
+            by_call[e.call_id][1].append(e)
+        return [call_record(c, *by_call[c]) for c in call_ids]
+
     async def _page(self, since: datetime, after: Cursor, limit: int) -> tuple[list[CallRecord], Cursor | None]:
         assert self.backend is not None
         async with self._db:
@@ -358,6 +370,10 @@ class Store(Writer):
     async def call(self, call_id: str) -> CallRecord:
         """Every decision and event kept of a call (whichever replica wrote them): for joining outcomes."""
         return await self._await(self._call(call_id))
+
+    async def calls(self, call_ids: list[str]) -> list[CallRecord]:
+        """`call` for several calls in one query (the service's outcome joins, batched under a flood)."""
+        return await self._await(self._calls(call_ids))
 
     def call_sync(self, call_id: str) -> CallRecord:
         return self._wait(self._call(call_id))
