@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from app.cli import fail, settings_from
+from app.logs import LOGGER
 
 if TYPE_CHECKING:
     from app.dataset.outcomes import Joined, Summary
@@ -85,7 +86,7 @@ def open_store(settings: Settings, *, missing_ok: bool = False) -> Store | None:
 def _quiet() -> logging.Logger:
     """The store's log lines are for the service's log; a command says what went wrong once, as its `Error:`
     line (with no handler, Python printed the bare event name, `store_unavailable`, above it)."""
-    log = logging.getLogger("switchboard.cli.store")
+    log = logging.getLogger(f"{LOGGER}.cli.store")
     if not log.handlers:
         log.addHandler(logging.NullHandler())
         log.propagate = False
