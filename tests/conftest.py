@@ -11,7 +11,8 @@ import functools
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,16 @@ def pg_url(pg: postgres.PostgresServer) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if ANSWERS_CHECKED[0]:
         print(f"\n{ANSWERS_CHECKED[0]} webhook answers validated against Vapi's response schema")
+
+
+def poll(condition: Callable[[], Any], what: str, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """condition()'s first true value, checked every `interval` s; AssertionError naming `what` after `timeout` s
+    (generous defaults: these machines are busy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

@@ -8,14 +8,15 @@ store's embedded SQLite file in the test's own data folder (conftest sets SWITCH
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from app.service import outcomes as outcomes_mod
 from app.store import CallRecord
 from tests.conftest import Service
+from tests.conftest import poll as shared_poll
 from tests.test_outcomes import BILLING, report, transfer_update
 from tests.vapi_payloads import handoff_request, transfer_request
 
@@ -25,14 +26,7 @@ BILLING_TURNS = [("bot", "How can I help?"), ("user", "I was charged twice this 
 TECH_TURNS = [("bot", "Anything else?"), ("user", "my internet keeps dropping and the router light is blinking red")]
 
 
-def poll(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+poll = functools.partial(shared_poll, timeout=WAIT)  # tests.conftest.poll, with this file's patience
 
 
 def record(service: Service, call_id: str) -> CallRecord:

@@ -8,11 +8,12 @@ skipped where PostgreSQL is not installed, and fail instead when CI is set.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from app.store.postgres import PostgresBackend
 from app.store.rows import DECISION_COLUMNS, EVENT_COLUMNS
 from app.store.sqlite import SQLiteBackend
 from tests import postgres
+from tests.conftest import poll as shared_poll
 
 # Recent (retention would delete older rows at start), with microseconds: times must come back exactly.
 NOW = datetime.now(UTC).replace(microsecond=123456) - timedelta(hours=3)
@@ -67,12 +69,7 @@ def transfer_event(call: str, status: str, at: datetime = NOW, destination: str 
                     source, index)
 
 
-def poll(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.02)
+poll = functools.partial(shared_poll, timeout=WAIT)  # tests.conftest.poll, with this file's patience
 
 
 class Lines(logging.Handler):

@@ -9,10 +9,10 @@ in CI) and real `switchboard serve` processes (tests/service_process.py).
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.store import StoreConfigError, StoreError, open_store_sync
 from tests import postgres
 from tests.conftest import ROOT
+from tests.conftest import poll as shared_poll
 from tests.service_process import ServiceProcess
 from tests.test_outcomes import BILLING, report
 from tests.vapi_payloads import transfer_request
@@ -35,14 +36,7 @@ OUTAGE = 20.0  # seconds PostgreSQL is stopped
 RATE = 5.0  # requests a second while it is stopped
 
 
-def poll(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+poll = functools.partial(shared_poll, timeout=WAIT)  # tests.conftest.poll, with this file's patience
 
 
 def serve_error(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -235,8 +236,8 @@ class Outcomes:
         """A join worker: joins waiting calls, oldest first, a batch at a time, until none waits that is not being
         joined already (one join of a call at a time: messages that come meanwhile wait, together, for the next)."""
         while True:
-            # at most MAX_IN_FLIGHT waiting calls are looked at
-            calls = [c for c in self._queued if c not in self._active][:JOIN_BATCH]
+            # the oldest waiting calls not being joined: stops at JOIN_BATCH (at most MAX_IN_FLIGHT looked at)
+            calls = list(itertools.islice((c for c in self._queued if c not in self._active), JOIN_BATCH))
             if not calls:
                 return
             batch = [(c, self._queued.pop(c)) for c in calls]
