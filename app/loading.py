@@ -39,6 +39,7 @@ class Routing:
     prompt: Prompt
     compiled: dict[tuple[str, ...], CompiledPrompt]
     digest: str = ""  # of the files' bytes: a reload that finds the same files has nothing to compile
+    catalogue_hash: str = ""  # of the catalogue file's bytes, short: names the catalogue in force (logs, /healthz)
 
 
 def _read(path: Path, setting: str, missing: str, error: type[Exception]) -> bytes:
@@ -96,7 +97,13 @@ def load_routing(settings: Settings, current: Routing | None = None) -> Routing:
         raise CatalogueError(f"{settings.destinations}: fallback: SWITCHBOARD_ON_LLM_FAILURE=fallback needs a "
                              "top-level \"fallback\" id in the catalogue")
     prompt = prompt_mod.parse(_text(settings.prompt, prompt_bytes, PromptError), str(settings.prompt))
-    return Routing(catalogue, prompt, prompt_mod.compile_all(prompt, catalogue), digest)
+    return Routing(catalogue, prompt, prompt_mod.compile_all(prompt, catalogue), digest,
+                   catalogue_digest(catalogue_bytes))
+
+
+def catalogue_digest(data: bytes) -> str:
+    """The catalogue's hash as /healthz, metrics and every decision line name it: 12 hex digits of SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def startup_checks(settings: Settings) -> Routing:

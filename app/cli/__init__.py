@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -74,6 +76,22 @@ def cli() -> None:
     file in the working directory; flags override both. `switchboard COMMAND --help` shows each command's
     examples; the README lists every setting and its default.
     """
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def catalogue_option(command: F) -> F:
+    """--catalogue FILE, the same on every command that reads the catalogue (a `catalogue` keyword)."""
+    return click.option("--catalogue", "catalogue", type=FILE, metavar="FILE",
+                        help="Catalogue file.  [default: SWITCHBOARD_DESTINATIONS, else destinations.json]")(command)
+
+
+def prompt_option(command: F) -> F:
+    """--prompt FILE, the same on every command that reads one routing prompt (a `prompt` keyword)."""
+    return click.option("-p", "--prompt", "prompt", type=FILE, metavar="FILE",
+                        help="Routing prompt file.  [default: SWITCHBOARD_PROMPT, else prompts/route.md]")(command)
 
 
 def fail(message: str) -> NoReturn:
