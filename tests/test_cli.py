@@ -31,7 +31,8 @@ def test_route_offline_from_stdin():
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert json.loads(lines[0])["destination"]["sipUri"] == "sip:retention@pbx.brightline.example"
-    details = json.loads(result.stderr.strip().splitlines()[-1])
+    details = json.loads(result.stderr.strip().splitlines()[-1])  # serve's decision line, in serve's format
+    assert details["event"] == "decision" and details["level"] == "info"
     assert details["chosen"] == "cancellations" and details["router"] == "offline" and "total_ms" in details
 
 
