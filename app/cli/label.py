@@ -6,18 +6,22 @@ from pathlib import Path
 
 import click
 
-from app.cli import settings_from
+from app.cli import catalogue_option, settings_from
 
 
 @click.command("label")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--low-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="A decision scored below this counts as low confidence, and is offered early.")
-def label(files: tuple[Path, ...], low_score: float) -> None:
-    """Label recorded calls: Enter accepts the recorded answer, an id corrects it, s skips, q quits.
+@catalogue_option
+def label(files: tuple[Path, ...], low_score: float, catalogue: Path | None) -> None:
+    """Label recorded calls: Enter accepts the recorded answer, an id (any case) corrects it, #words add tags,
+    u undoes the last label, s skips, q quits.
 
     A label names where the caller should end up. Each call shows its conversation, its time and the entries open
-    then, the earlier transfers that failed, what the router chose, what was answered and its confidence.
+    then, the earlier transfers that failed, what the router chose, what was answered and its confidence. Labels
+    are checked against the catalogue (named at the start, with its hash): label with the one the calls were
+    recorded with. Tags (billing #angry #repeat) go into the row's tags, which eval reports accuracy by.
 
     Likely mistakes come first, so a few minutes of labelling go where they matter: in each file, calls whose
     outcome was rerouted (from `switchboard export`), then low confidence (a score below --low-score, or the
@@ -29,21 +33,29 @@ def label(files: tuple[Path, ...], low_score: float) -> None:
     Example:
       SWITCHBOARD_RECORD_DIR=recordings switchboard serve   # calls are recorded as they come
       switchboard label recordings/calls-*.jsonl
+      switchboard label --catalogue destinations.json recordings/calls-*.jsonl
       switchboard export --out recordings/export.jsonl && switchboard label recordings/export.jsonl
     """
     from app.catalogue.destinations import NONE
-    from app.dataset.labelling import label_file
-    from app.loading import load_catalogue
+    from app.dataset.labelling import KEYS, label_file
+    from app.loading import catalogue_digest, load_catalogue
 
-    settings = settings_from()
-    catalogue = load_catalogue(settings.destinations)
-    valid = {*catalogue.ids, NONE}
+    settings = settings_from(destinations=catalogue)
+    path = settings.destinations
+    loaded = load_catalogue(path)
+    try:
+        digest = catalogue_digest(path.read_bytes())
+    except OSError:  # gone since it was loaded: the entries shown are still what labels are checked against
+        digest = "unknown"
+    click.echo(f"Catalogue: {path} (hash {digest}, {len(loaded.ids)} entries); labels are checked against it.")
+    click.echo(KEYS)
+    valid = {*loaded.ids, NONE}
     totals = {"labelled": 0, "skipped": 0, "remaining": 0}
     for file in files:
         try:
             counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
                                 click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True),
-                                low_score, catalogue=catalogue)
+                                low_score, catalogue=loaded, catalogue_name=str(path))
         except (KeyboardInterrupt, click.Abort, EOFError):
             click.echo("\nstopped; every label given so far is saved")
             return

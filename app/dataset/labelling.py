@@ -8,15 +8,20 @@ a line.
 Each call is shown with what it takes to judge where the caller should have ended up (the label): its
 conversation, its time and which entries were open then, its earlier transfers, what the router chose, what was
 answered, and how sure the router was.
+
+What the labeller types (KEYS): Enter accepts what was answered, an id in any case labels the call with it (an
+unknown one gets the nearest id suggested, and the question again), `#words` add tags, `u` undoes the last label
+(the row is put back as it was, in the file too), `s` skips, `q` quits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,6 +61,11 @@ class _Row(BaseModel):
 
 FIX = "fix or remove the line, then label again"
 LOW_SCORE = 0.5  # a decision scored below this is offered early: the router itself was unsure
+COMMANDS = ("s", "q", "u")  # skip, quit, undo: typed alone; they win over an id spelt the same
+KEYS = ("Keys: Enter accepts what was answered; an id (any case) labels the call with it; #words add tags "
+        "(billing #angry #repeat, or #angry alone to accept with a tag); u undoes the last label; s skips; q quits.")
+PROMPT = "[Enter] accept {decided} | an id | #tag | u undo | s skip | q quit"
+FOREIGN_SHOWN = 8  # ids named in the unknown-ids warning; the rest are counted
 
 
 def _rows(path: Path, warn: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -107,9 +117,10 @@ def write_atomically(path: Path, lines: list[bytes]) -> None:
         raise
 
 
-def save_label(path: Path, row_id: str, label: str) -> bool:
-    """Set `expected` on the row with this id, as the file is now. False if the row is gone. Every other line
-    is written back byte for byte (a cut-off last line included: it stays last, where readers skip it)."""
+def _replace_row(path: Path, row_id: str, change: Callable[[dict[str, Any], bytes], bytes]) -> bytes | None:
+    """Under the lock, as the file is now: the line of the row with this id becomes `change(row, line)`, and the
+    file is replaced. Returns the line as it was, or None if the row is gone. Every other line is written back byte
+    for byte (a cut-off last line included: it stays last, where readers skip it)."""
     with locked(path):
         lines: list[bytes] = []
         fd = files.open_regular(path)
@@ -124,11 +135,31 @@ def save_label(path: Path, row_id: str, label: str) -> bool:
             except ValueError:
                 continue
             if isinstance(row, dict) and row.get("id") == row_id:
-                row["expected"] = label
-                lines[i] = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+                lines[i] = change(row, raw)
                 write_atomically(path, lines)
-                return True
-    return False
+                return raw
+    return None
+
+
+def save_label(path: Path, row_id: str, label: str, tags: Iterable[str] = ()) -> bytes | None:
+    """Set `expected` on the row with this id, and add `tags` to its own (the dataset's `tags`, which eval reports
+    accuracy by). Returns the row's line as it was, for undo; None if the row is gone."""
+    def labelled(row: dict[str, Any], _: bytes) -> bytes:
+        row["expected"] = label
+        tagged = row.get("tags")
+        had: list[Any] = tagged if isinstance(tagged, list) else []
+        added = [tag for tag in dict.fromkeys(tags) if tag not in had]
+        if added:
+            row["tags"] = [*had, *added]
+        return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+
+    return _replace_row(path, row_id, labelled)
+
+
+def restore_row(path: Path, row_id: str, line: bytes) -> bool:
+    """Put the row with this id back as `line` (what save_label returned): undo. False if the row is gone."""
+    ended = line if line.endswith(b"\n") else line + b"\n"  # it may have been a last line without a break
+    return _replace_row(path, row_id, lambda _row, _raw: ended) is not None
 
 
 def conversation_text(row: dict[str, Any]) -> str:
@@ -216,34 +247,121 @@ def likely_mistakes_first(rows: list[dict[str, Any]], low_score: float = LOW_SCO
     return sorted(rows, key=group)  # sorted is stable: file order within a group
 
 
+def foreign_ids(rows: list[dict[str, Any]], valid: set[str]) -> list[str]:
+    """Ids the rows' decisions (chosen, answered) and labels name that are not in `valid`, in first-seen order:
+    a sign the file was recorded with another catalogue."""
+    named: dict[str, None] = {}
+    for row in rows:
+        decision = _decision(row)
+        for value in (decision.get("chosen"), decision.get("answered"), row.get("expected")):
+            if isinstance(value, str) and value and value not in valid:
+                named.setdefault(value)
+    return list(named)
+
+
+def resolve(word: str, valid: set[str]) -> str | None:
+    """The id `word` names: itself, else the one id equal to it in another case (`Service` is service)."""
+    if word in valid:
+        return word
+    folded = [v for v in valid if v.casefold() == word.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def nearest(word: str, valid: set[str]) -> str | None:
+    """The id closest to a mistyped one (difflib), if any is close."""
+    by_folded = {v.casefold(): v for v in sorted(valid)}
+    close = difflib.get_close_matches(word.casefold(), list(by_folded), n=1, cutoff=0.6)
+    return by_folded[close[0]] if close else None
+
+
+def read_answer(answer: str) -> tuple[str, list[str]]:
+    """(the word typed, or "" for Enter; the tags) from `billing #angry #repeat`. ValueError says what is wrong."""
+    words = answer.split()
+    tags = [w[1:] for w in words if w.startswith("#")]
+    rest = [w for w in words if not w.startswith("#")]
+    if any(not tag for tag in tags):
+        raise ValueError("a tag is # and a word, e.g. #angry")
+    if len(rest) > 1:
+        raise ValueError(f"one id at a time, then any #tags (e.g. {rest[0]} #angry), not {' '.join(rest)!r}")
+    word = rest[0] if rest else ""
+    if word.lower() in COMMANDS:
+        if tags:
+            raise ValueError(f"tags go with a label: an id and #tags, or #tags alone to accept; not with {word}")
+        word = word.lower()
+    return word, tags
+
+
 def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None],
                warn: Callable[[str], None] | None = None, low_score: float = LOW_SCORE,
-               catalogue: Catalogue | None = None) -> dict[str, int]:
+               catalogue: Catalogue | None = None, catalogue_name: str = "the catalogue") -> dict[str, int]:
     """Go through unlabelled rows, likely mistakes first (likely_mistakes_first); returns counts of labelled,
-    skipped and remaining rows."""
-    counts = {"labelled": 0, "skipped": 0}
+    skipped and remaining rows. What may be typed: KEYS."""
+    warn = warn or show
     with locked(path):
-        rows = _rows(path, warn or show)
+        rows = _rows(path, warn)
+    foreign = foreign_ids(rows, valid)
+    if foreign:
+        more = f" and {len(foreign) - FOREIGN_SHOWN} more" if len(foreign) > FOREIGN_SHOWN else ""
+        warn(f"{path}: its decisions and labels name {', '.join(map(repr, foreign[:FOREIGN_SHOWN]))}{more}, which "
+             f"{catalogue_name} does not have: were they recorded with another catalogue? pass --catalogue FILE")
     todo = likely_mistakes_first([row for row in rows if not row.get("expected")], low_score)
-    for n, row in enumerate(todo, start=1):
+    done: list[tuple[int, str, bytes]] = []  # (index in todo, row id, its line before the label): for undo
+    skipped: set[str] = set()
+    i = 0
+    while i < len(todo):
+        row = todo[i]
+        row_id = str(row.get("id"))
         decided = default_label(row)
-        show(f"\n--- {n}/{len(todo)}  {row.get('id')}  tags: {', '.join(row.get('tags', [])) or '-'}")
+        show(f"\n--- {i + 1}/{len(todo)}  {row_id}  tags: {', '.join(row.get('tags', [])) or '-'}")
         show(conversation_text(row))
         for line in judging_lines(row, catalogue):
             show(line)
         while True:
-            answer = ask(f"[Enter] accept {decided or '-'} | an id | s skip | q quit").strip()
-            if answer == "q":
-                return {**counts, "remaining": len(todo) - n + 1}
-            if answer == "s":
-                counts["skipped"] += 1
+            try:
+                word, tags = read_answer(ask(PROMPT.format(decided=decided or "-")))
+            except ValueError as exc:
+                show(str(exc))
+                continue
+            if word == "q":
+                return {"labelled": len(done), "skipped": len(skipped), "remaining": len(todo) - i}
+            if word == "s":
+                skipped.add(row_id)
+                i += 1
                 break
-            label = answer or decided
-            if label in valid:
-                if save_label(path, str(row.get("id")), label):
-                    counts["labelled"] += 1
+            if word == "u":
+                if not done:
+                    show(f"nothing to undo in {path}")
+                    continue
+                i, undone, previous = done.pop()
+                if restore_row(path, undone, previous):
+                    show(f"undone: {undone} is as it was before its label")
                 else:
-                    show(f"{row.get('id')} is no longer in {path}; not saved")
+                    show(f"{undone} is no longer in {path}; nothing to undo")
                 break
-            show(f"'{label}' is not an id; choose one of: {', '.join(sorted(valid))}")
-    return {**counts, "remaining": 0}
+            if not word and not decided:
+                show("nothing was answered to accept: type an id, or s to skip")
+                continue
+            label = resolve(word or decided, valid)
+            if label is None:
+                show(_not_an_id(word or decided, bool(word), valid, catalogue_name))
+                continue
+            before = save_label(path, row_id, label, tags)
+            if before is None:
+                show(f"{row_id} is no longer in {path}; not saved")
+            else:
+                done.append((i, row_id, before))
+                skipped.discard(row_id)
+            i += 1
+            break
+    return {"labelled": len(done), "skipped": len(skipped), "remaining": 0}
+
+
+def _not_an_id(word: str, typed: bool, valid: set[str], catalogue_name: str) -> str:
+    guess = nearest(word, valid)
+    if not typed:  # Enter on what was answered: the recording names an id this catalogue lacks
+        why = f"'{word}' (what was answered) is not an id in {catalogue_name}: recorded with another catalogue? " \
+              "pass --catalogue FILE, or type an id"
+    else:
+        why = f"'{word}' is not an id in {catalogue_name}"
+    hint = f"; did you mean '{guess}'?" if guess else ""
+    return f"{why}{hint} Ids: {', '.join(sorted(valid))}"
