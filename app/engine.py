@@ -114,6 +114,8 @@ class Engine:
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"router": self.router.name, "why": self.why, "model": self.router.model,
                                "prompt": self.routing.prompt.name, "prompt_hash": self.routing.prompt.hash,
+                               # the file in force: the operator's, or the packaged one it fell back to
+                               "prompt_file": str(self.routing.prompt.path),
                                "destinations": len(self.catalogue.entries)}
         if isinstance(self.router, LLMRouter):
             out["output_mode"] = self.router.mode

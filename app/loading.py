@@ -71,24 +71,30 @@ def _catalogue(path: Path, data: bytes) -> Catalogue:
     return catalogue_mod.parse(parsed, str(path))
 
 
-def _read_catalogue(path: Path) -> bytes:
-    return _read(path, "SWITCHBOARD_DESTINATIONS", "set SWITCHBOARD_DESTINATIONS or create it (see README, "
-                 "'The catalogue')", CatalogueError)
+def _read_catalogue(path: Path, origin: str | None = None) -> bytes:
+    # No fallback to the packaged sample: a service started in the wrong folder must not send real callers to
+    # its fictional numbers. So the error says where it looked, why there, and the three ways to fix it.
+    came = f" (looked for it at {path.absolute()}: {origin})" if origin else ""
+    return _read(path, "SWITCHBOARD_DESTINATIONS", "set SWITCHBOARD_DESTINATIONS or pass --catalogue FILE to name "
+                 f"your catalogue, or run `switchboard init` to create a project folder with one{came}",
+                 CatalogueError)
 
 
-def _read_prompt(path: Path) -> bytes:
-    return _read(path, "SWITCHBOARD_PROMPT", "set SWITCHBOARD_PROMPT to a file in prompts/", PromptError)
+def _read_prompt(path: Path, origin: str | None = None) -> bytes:
+    came = f" (looked for it at {path.absolute()}: {origin})" if origin else ""
+    return _read(path, "SWITCHBOARD_PROMPT", f"set SWITCHBOARD_PROMPT or pass --prompt FILE{came}", PromptError)
 
 
-def load_catalogue(path: Path) -> Catalogue:
-    return _catalogue(path, _read_catalogue(path))
+def load_catalogue(path: Path, origin: str | None = None) -> Catalogue:
+    """`origin`: where the path came from (Settings.origin("destinations")), said if the file is missing."""
+    return _catalogue(path, _read_catalogue(path, origin))
 
 
 def load_routing(settings: Settings, current: Routing | None = None) -> Routing:
     """Reads and compiles (touching no event loop, so a reload runs it in a thread). Returns `current` itself
     when the files hold what it was built from: a SIGHUP with nothing changed compiles nothing."""
-    catalogue_bytes = _read_catalogue(settings.destinations)
-    prompt_bytes = _read_prompt(settings.prompt)
+    catalogue_bytes = _read_catalogue(settings.destinations, settings.origin("destinations"))
+    prompt_bytes = _read_prompt(settings.prompt, settings.origin("prompt"))
     digest = hashlib.sha256(b"%d:%b%b" % (len(catalogue_bytes), catalogue_bytes, prompt_bytes)).hexdigest()
     if current is not None and current.digest == digest:
         return current

@@ -1,9 +1,12 @@
 """Every setting, its environment variable and its default: the one source of truth.
 
 Read by pydantic-settings from the environment (SWITCHBOARD_<NAME>, and the openai client's own
-OPENAI_API_KEY and OPENAI_BASE_URL) and, when there is one, a `.env` file in the working directory; the
-environment wins over the file, and command-line flags win over both. The README's settings table is
-generated from this module (scripts/settings_table.py) and the tests keep the two equal.
+OPENAI_API_KEY and OPENAI_BASE_URL) and, when there is one, a `.env` file: the one SWITCHBOARD_ENV_FILE names,
+else `.env` in the working directory; the environment wins over the file, and command-line flags win over both.
+A relative path in a setting is taken from the folder of the .env file that set it, else from the working
+directory (flags too); a routing prompt that is not there falls back to the packaged one of the same name. The
+settings table in docs/operations.md is generated from this module (scripts/settings_table.py) and the tests keep
+the two equal.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import base64
 import binascii
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from types import EllipsisType
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app import defaults
 from app.errors import UserError
 
 # The decider keeps RESERVE_S of every answer's time back (for the rescue path, event-loop lag under load and the
@@ -30,6 +36,8 @@ MIN_TIMEOUT = RESERVE_S + MIN_ATTEMPT_S
 DEFAULT_MODEL = "gpt-4.1-mini"  # small, fast, non-reasoning; supports strict json_schema output
 PREFIX = "SWITCHBOARD_"
 ENV_FILE = Path(".env")
+ENV_FILE_VAR = "SWITCHBOARD_ENV_FILE"  # names another .env file; the environment only (worker processes inherit it)
+PATH_FIELDS = ("destinations", "prompt", "record_dir", "data_dir")  # relative ones: from the .env's folder
 LOWERCASE = ("output_mode", "http_client", "router", "on_llm_failure", "hmac_algorithm", "hmac_encoding",
              "log_format", "log_level")  # enum-like settings: any case is accepted
 
@@ -51,6 +59,13 @@ class Settings(BaseSettings):
         if typos:
             raise TypeError(f"unknown setting(s): {', '.join(typos)}")
         super().__init__(**values)
+
+    # Where each path setting's value came from, in words (from_env fills it): errors about a missing file say it.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def origin(self, field: str) -> str:
+        """Where a setting's value came from: a flag, the environment, a .env file, or the default."""
+        return self._origins.get(field) or f"{self.env_names()[field]}, or its default"
 
     # The model
     openai_api_key: SecretStr | None = Field(
@@ -214,16 +229,20 @@ class Settings(BaseSettings):
         return out
 
     @classmethod
-    def from_env(cls, env_file: Path | None = ENV_FILE, **overrides: Any) -> Settings:
+    def from_env(cls, env_file: Path | EllipsisType | None = ..., flags: Mapping[str, str] | None = None,
+                 **overrides: Any) -> Settings:
         """Every setting from the environment and the .env file (pydantic-settings reads both; the environment
-        wins); keyword overrides (CLI flags) win over both. Raises SettingsError naming the variable."""
-        use_file = env_file if env_file is not None and env_file.is_file() else None
+        wins); keyword overrides (CLI flags) win over both. `env_file`: unset, the file env_file() finds; None,
+        none. `flags`: the flag that gave each override, named in errors. Raises SettingsError naming the
+        variable or flag."""
+        use_file = find_env_file() if env_file is ... else env_file if env_file is not None and env_file.is_file() \
+            else None
         given = {k: v for k, v in overrides.items() if v is not None}
         names = cls.env_names()
+        file_values = _read_env_file(use_file)
         try:
-            return cls(_env_file=use_file, **given)
+            settings = cls(_env_file=use_file, **given)
         except ValidationError as exc:
-            file_values = _read_env_file(use_file)
             problems = []
             for err in exc.errors():
                 field = str(err["loc"][0]) if err["loc"] else ""
@@ -231,21 +250,79 @@ class Settings(BaseSettings):
                 if field not in names:  # a check across settings: its message names them
                     problems.append(message)
                     continue
+                if field in given:  # the value came from a flag: name the flag, as typed
+                    flag = (flags or {}).get(field, f"--{field.replace('_', '-')}")
+                    problems.append(f"{flag} {given[field]}: {message}")
+                    continue
                 env = names[field]
-                value = given.get(field, os.environ.get(env, file_values.get(env)))
+                value = _environ(env) or file_values.get(env)
                 problems.append(f"{env}={value!r}: {message}")
             raise SettingsError("Invalid settings: " + "; ".join(problems)) from None
+        return settings._with_paths(use_file, file_values, given, flags or {})
+
+    def _with_paths(self, env_file: Path | None, file_values: Mapping[str, str], given: Mapping[str, Any],
+                    flags: Mapping[str, str]) -> Settings:
+        """Relative paths from the .env file resolved from its folder, a missing routing prompt replaced by the
+        packaged one of the same name, and where each path came from noted for the errors."""
+        names = self.env_names()
+        origins: dict[str, str] = {}
+        update: dict[str, Path] = {}
+        for field in PATH_FIELDS:
+            env, written = names[field], getattr(self, field)
+            base = Path.cwd()
+            if field in given:
+                source = flags.get(field, "--" + field.replace("_", "-"))
+            elif _environ(env):
+                source = f"{env} in the environment"
+            elif env in file_values and env_file is not None:
+                source, base = f"{env} in {env_file.absolute()}", env_file.parent.absolute()
+                if written is not None and not written.is_absolute():
+                    update[field] = env_file.parent / written
+            else:
+                source = f"the default of {env}"
+            origins[field] = source if written is None or written.is_absolute() else f"{source}, taken from {base}"
+            path = update.get(field, written)
+            if field == "prompt" and not written.is_absolute() and not path.exists():
+                packaged = defaults.prompt(written.name)  # the operator's file first, then the packaged one
+                if packaged is not None:
+                    origins[field] = f"the packaged {written.name}: {written}, from {source}, is not in {base}"
+                    update[field] = packaged
+        settings = self.model_copy(update=update) if update else self
+        settings._origins = origins
+        return settings
 
     def llm_configured_text(self) -> str:
         return "OPENAI_API_KEY or OPENAI_BASE_URL is set" if self.llm_configured else \
             "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"
 
 
-def unknown_variables(env_file: Path | None = ENV_FILE) -> list[str]:
+def find_env_file() -> Path | None:
+    """The .env file settings are read from: the one SWITCHBOARD_ENV_FILE names (it must exist), else `.env` in
+    the working directory if there is one."""
+    named = os.environ.get(ENV_FILE_VAR, "").strip()
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"{ENV_FILE_VAR}={named!r}: no such file ({path.absolute()}); name an existing "
+                                ".env file, or unset it to read .env in the working directory")
+        return path.absolute()
+    return ENV_FILE if ENV_FILE.is_file() else None
+
+
+def unknown_variables(env_file: Path | EllipsisType | None = ...) -> list[str]:
     """SWITCHBOARD_* names in the environment or the .env file that are no setting, each with a guess: the CLI
     and the service warn about them at start-up (SWITCHBOARD_TIMOUT=3 used to be silently ignored)."""
-    found = [*os.environ, *_read_env_file(env_file if env_file is not None and env_file.is_file() else None)]
-    return _unknown(found, set(Settings.env_names().values()))
+    use_file = find_env_file() if env_file is ... else env_file
+    found = [*os.environ, *_read_env_file(use_file if use_file is not None and use_file.is_file() else None)]
+    return _unknown(found, set(Settings.env_names().values()) | {ENV_FILE_VAR})
+
+
+def _environ(name: str) -> str | None:
+    """A variable's non-empty value in the environment, its name in any case (as pydantic-settings reads it)."""
+    value = os.environ.get(name)
+    if value is None:
+        value = next((v for k, v in os.environ.items() if k.upper() == name), None)
+    return value if value else None
 
 
 def _read_env_file(path: Path | None) -> dict[str, str]:

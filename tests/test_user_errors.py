@@ -133,3 +133,33 @@ def test_one_base_model_for_what_other_parties_send():
     bases = [str(path.relative_to(ROOT)) for path, tree in modules() for node in ast.walk(tree)
              if isinstance(node, ast.ClassDef) and node.name.lstrip("_") == "Loose"]
     assert bases == ["app/vapi/messages.py"], "import Loose from app.vapi.messages"
+
+
+def test_unknown_setting_warnings_come_before_a_settings_error():
+    """Reported: SWITCHBOARD_TIMOUT=10 SWITCHBOARD_HEDGE_DELAY=6 only said the hedge delay was not shorter than
+    the timeout (5): the typo that explained it was never shown."""
+    from app.cli import cli
+
+    result = CliRunner().invoke(cli, ["check"], env={**ENV, "SWITCHBOARD_TIMOUT": "10", "SWITCHBOARD_HEDGE_DELAY": "6"})
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Warning: SWITCHBOARD_TIMOUT (did you mean SWITCHBOARD_TIMEOUT?)"), lines
+    assert lines[1].startswith("Error: Invalid settings: SWITCHBOARD_HEDGE_DELAY=6"), lines
+
+
+def test_a_bad_value_from_a_flag_names_the_flag(monkeypatch):
+    """Reported: `serve --port 70000` blamed SWITCHBOARD_PORT=70000."""
+    from app.cli import cli, settings_from
+    from app.settings import SettingsError
+
+    monkeypatch.setenv("SWITCHBOARD_PORT", "8001")  # set, but not what was wrong
+    with pytest.raises(SettingsError) as caught:
+        settings_from(port=70000)
+    assert "--port 70000: Input should be less than or equal to 65535" in str(caught.value)
+    assert "SWITCHBOARD_PORT" not in str(caught.value)
+    monkeypatch.setenv("SWITCHBOARD_PORT", "70000")  # from the environment: the variable is named as before
+    with pytest.raises(SettingsError, match="SWITCHBOARD_PORT='70000'"):
+        settings_from()
+    monkeypatch.delenv("SWITCHBOARD_PORT")
+    result = CliRunner().invoke(cli, ["serve", "--port", "70000"], env=ENV)  # refused before binding anything
+    assert result.exit_code == 2 and "--port 70000:" in result.stderr and "SWITCHBOARD_PORT" not in result.stderr

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "outcomes": ("app.cli.outcomes", "outcomes", "What became of the answered calls, per destination, worst first."),
     "export": ("app.cli.export", "export", "Write the recorded calls in the store as a dataset, with outcomes."),
     "forget": ("app.cli.forget", "forget", "Delete everything kept about one call."),
+    "init": ("app.cli.init", "init", "Create a project folder: a catalogue, a prompt, settings, an example request."),
 }
 
 
@@ -73,8 +74,9 @@ def cli() -> None:
       switchboard eval datasets/sample.jsonl -r offline -o eval-out --baseline eval-out/results.json
 
     Settings are environment variables (SWITCHBOARD_*, OPENAI_API_KEY, OPENAI_BASE_URL), or lines in a .env
-    file in the working directory; flags override both. `switchboard COMMAND --help` shows each command's
-    examples; the README lists every setting and its default.
+    file in the working directory (or the one SWITCHBOARD_ENV_FILE names); flags override both. A new project
+    folder: `switchboard init DIR`. `switchboard COMMAND --help` shows each command's examples;
+    docs/operations.md lists every setting and its default.
     """
 
 
@@ -99,15 +101,20 @@ def fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
+# The flag each settings_from keyword comes from, where it is not the setting's own name (--port: port).
+FLAGS = {"destinations": "--catalogue"}
+
+
 def settings_from(**overrides: Any) -> Settings:
-    """Settings from the environment and .env, flags winning; a bad value is a SettingsError (one line and exit
-    2); an unknown SWITCHBOARD_* name is a warning with a guess."""
+    """Settings from the environment and .env, flags (the keywords) winning; a bad value is a SettingsError (one
+    line and exit 2) naming the variable, or the flag when a flag gave it; an unknown SWITCHBOARD_* name is a
+    warning with a guess, printed first, so that a settings error does not hide the typo behind it."""
     from app.settings import Settings, unknown_variables
 
-    settings = Settings.from_env(**overrides)
     for name in unknown_variables():
         click.secho(f"Warning: {name} is not a Switchboard setting; it is ignored", fg="yellow", err=True)
-    return settings
+    flags = {field: FLAGS.get(field, "--" + field.replace("_", "-")) for field in overrides}
+    return Settings.from_env(flags=flags, **overrides)
 
 
 def main() -> None:

@@ -7,26 +7,31 @@ from pathlib import Path
 
 import click
 
-from app.cli import settings_from
+from app.cli import catalogue_option, fail, prompt_option, settings_from
 
 
 @click.command()
-@click.argument("catalogue", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-p", "--prompt", type=click.Path(dir_okay=False, path_type=Path),
-              help="Prompt file.  [default: SWITCHBOARD_PROMPT, else prompts/route.md]")
-def check(catalogue: Path | None, prompt: Path | None) -> None:
-    """Check the settings, the catalogue (CATALOGUE, else SWITCHBOARD_DESTINATIONS, else destinations.json)
-    and the prompt, as `serve` does at start-up; exit 2 naming the variable, entry or field at fault.
+@click.argument("catalogue_file", metavar="[CATALOGUE]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@catalogue_option
+@prompt_option
+def check(catalogue_file: Path | None, catalogue: Path | None, prompt: Path | None) -> None:
+    """Check the settings, the catalogue (CATALOGUE or --catalogue, else SWITCHBOARD_DESTINATIONS, else
+    destinations.json) and the prompt, as `serve` does at start-up; exit 2 naming the variable, entry or field
+    at fault. Says which files are in force and where their paths came from.
 
     \b
     Examples:
       switchboard check
       switchboard check destinations.json --prompt prompts/route-with-reason.md
+      switchboard check --catalogue destinations.json
       SWITCHBOARD_ROUTER=llm switchboard check        # refused: no OPENAI_API_KEY or OPENAI_BASE_URL
     """
     from app.loading import startup_checks
 
-    settings = settings_from(destinations=catalogue, prompt=prompt)
+    if catalogue_file is not None and catalogue is not None and catalogue_file != catalogue:
+        fail(f"two catalogues given ({catalogue_file} and --catalogue {catalogue}); give one")
+    settings = settings_from(destinations=catalogue or catalogue_file, prompt=prompt)
     routing = startup_checks(settings)
     if settings.record_dir is not None:  # as serve opens it: a directory it cannot write is refused
         from app.dataset.recording import Recorder
@@ -48,6 +53,9 @@ def check(catalogue: Path | None, prompt: Path | None) -> None:
         click.echo(f"hours: open now: {', '.join(now['open']) or '-'}; closed now: {closed or '-'}; "
                    f"always open: {len(now['always_open'])}")
     click.echo(f"{routing.prompt.path}: prompt {routing.prompt.name!r}, hash {routing.prompt.hash}")
+    click.echo(f"catalogue in force: {settings.destinations.absolute()}, hash {routing.catalogue_hash} "
+               f"({settings.origin('destinations')})")
+    click.echo(f"prompt in force: {settings.prompt.absolute()} ({settings.origin('prompt')})")
     name, why = settings.router_choice()
     click.echo(f"router: {name} ({why})")
     from app.routers.registry import spec_for

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli import fail, settings_from
+from app.cli import catalogue_option, fail, settings_from
 from app.routers.registry import ROUTERS, spec_for
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ def _read_prices(path: Path) -> dict[str, tuple[float, ...]]:
 @click.argument("datasets", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-p", "--prompt", "prompts", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Prompt file for the LLM router; repeat to compare.  [default: SWITCHBOARD_PROMPT]")
+@catalogue_option
 @click.option("-m", "--model", "models", multiple=True,
               help="Model for the LLM router; repeat to compare.  [default: SWITCHBOARD_MODEL]")
 @click.option("-r", "--router", "routers", multiple=True, type=click.Choice(list(ROUTERS), case_sensitive=False),
@@ -78,7 +79,7 @@ def _read_prices(path: Path) -> dict[str, tuple[float, ...]]:
 @click.option("--target-precision", type=click.FloatRange(0, 1),
               help="With --fit-threshold: the threshold reaching this precision on answered calls that answers "
                    "the most calls.")
-def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: tuple[str, ...],
+def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], catalogue: Path | None, models: tuple[str, ...],
                  routers: tuple[str, ...], concurrency: int, repeat: int, out: Path | None, no_cache: bool,
                  cache_path: Path, min_accuracy: float | None, lower_bound: bool, baseline: Path | None,
                  tolerance: float, prices: Path | None, fit_threshold: bool, target_precision: float | None) -> None:
@@ -93,6 +94,7 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
       switchboard eval datasets/sample.jsonl datasets/holdout.jsonl -r offline -o eval-out
       switchboard eval datasets/holdout.jsonl -r offline --baseline eval-out/results.json --min-accuracy 0.7
       switchboard eval datasets/sample.jsonl -r offline --fit-threshold
+      switchboard eval datasets/sample.jsonl -r offline --catalogue destinations.json
       OPENAI_API_KEY=sk-... switchboard eval datasets/sample.jsonl -r llm -r offline -p prompts/route.md \\
           -p prompts/route-with-reason.md -o eval-out
     """
@@ -102,7 +104,7 @@ def eval_command(datasets: tuple[Path, ...], prompts: tuple[Path, ...], models: 
     from app.evaluation.compare import GateFailed, compare_run, fit_thresholds, gate
     from app.evaluation.score import PRICES
 
-    settings = settings_from()
+    settings = settings_from(destinations=catalogue)
     chosen = tuple(r.lower() for r in routers) or (settings.router_choice()[0],)
     if not any(spec_for(r).capabilities.calls_model for r in chosen) and (prompts or models):
         why = "only -r offline was asked for" if routers else \
