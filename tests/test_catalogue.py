@@ -45,10 +45,12 @@ def test_sample_catalogue_loads_with_all_three_kinds():
     (lambda d: d["destinations"][2].update(id="billing"), "destinations[2] (id 'billing'): id is used twice"),
     (lambda d: d["destinations"][2].update(id="Sales Team"), "destinations[2].id: 'Sales Team' must be lowercase"),
     (lambda d: d["destinations"][2].update(id="none"), "id 'none' is reserved"),
-    (lambda d: d["destinations"][2].pop("description"), "destinations[2] (id 'sales').description: Field required"),
+    (lambda d: d["destinations"][2].pop("description"), "destinations[2] (id 'sales'): description: Field required"),
     (lambda d: d["destinations"][2].update(description="   "), "description is empty"),
-    (lambda d: d["destinations"][2].update(examples="buy"), "destinations[2] (id 'sales').examples"),
-    (lambda d: d["destinations"][2].update(colour="red"), "destinations[2] (id 'sales').colour: Extra inputs"),
+    (lambda d: d["destinations"][2].update(examples="buy"), "destinations[2] (id 'sales'): examples"),
+    (lambda d: d["destinations"][2].update(colour="red"),
+     "destinations[2] (id 'sales'): colour: unknown field (fields: id, description, examples, destination, handoff, "
+     "hours, after_hours, closed_message)"),
     (lambda d: d.update(fallback="reception"), "fallback: 'reception' is not the id of any destination"),
     (lambda d: d["assistants"].update(Sales=["sales", "nope"]), "assistants['Sales']: unknown destination id"),
     (lambda d: d["assistants"].update(Sales=[]), "assistants['Sales']: the list is empty"),
@@ -113,3 +115,100 @@ def test_sip_verb_dial_with_a_caller_id():
     data["destinations"][3]["destination"].update({"callerId": "+14155550100",
                                                    "transferPlan": {"mode": "blind-transfer", "sipVerb": "dial"}})
     assert parse(data).entries[3].destination["transferPlan"]["sipVerb"] == "dial"
+
+
+# --- Typos at every level (issue 17): the same help as inside `destination`, no stray dot ------------------------
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda d: d["destinations"][1].update(after_hour="front_desk"),
+     "destinations.json: destinations[1] (id 'tech_support'): after_hour: unknown field "
+     "(did you mean 'after_hours'?)"),
+    (lambda d: d.update(fallbak="front_desk"), "destinations.json: fallbak: unknown field (did you mean 'fallback'?)"),
+    (lambda d: d["destinations"][2].update(exmaples=["x"]),
+     "destinations.json: destinations[2] (id 'sales'): exmaples: unknown field (did you mean 'examples'?)"),
+    (lambda d: d["destinations"][0].update(closed_mesage="x"),
+     "destinations.json: destinations[0] (id 'billing'): closed_mesage: unknown field (did you mean "
+     "'closed_message'?)"),
+    (lambda d: d["hours"].update(closd=["2026-12-24"]),
+     "destinations.json: hours.closd: unknown field (did you mean 'closed'?)"),
+    (lambda d: d["destinations"][2]["hours"].update(closd=["2026-12-24"]),
+     "destinations.json: destinations[2] (id 'sales'): hours.closd: unknown field (did you mean 'closed'?)"),
+    (lambda d: d["destinations"][2]["hours"].update(timezon="UTC"),
+     "destinations.json: destinations[2] (id 'sales'): hours.timezon: unknown field (did you mean 'timezone'?)"),
+    (lambda d: d.update(closed=["2026-12-24"]),
+     "destinations.json: closed: unknown field (it belongs inside \"hours\": {\"closed\": ...})"),
+    (lambda d: d["destinations"][5].update(open={"mon": "09:00-17:00"}),
+     "destinations.json: destinations[5] (id 'moving'): open: unknown field (it belongs inside \"hours\": "
+     "{\"open\": ...})"),
+])
+def test_unknown_fields_get_a_did_you_mean_at_every_level(mutate, expected):
+    """Before: `destinations[1] (id 'tech_support').after_hour: Extra inputs are not permitted` (a stray dot, no
+    hint), `fallbak: Extra inputs are not permitted`, and `hours: unknown field 'closd' (fields: ...)`."""
+    with pytest.raises(CatalogueError) as info:
+        parse(broken(mutate), "destinations.json")
+    assert str(info.value) == expected
+
+
+# --- Numbers and SIP URIs that cannot work (issue 17) -----------------------------------------------------------
+
+
+def test_every_number_in_the_sample_is_valid_for_its_country():
+    import phonenumbers
+
+    numbers = [e["destination"]["number"] for e in SAMPLE["destinations"]
+               if e.get("destination", {}).get("type") == "number"]
+    assert len(numbers) >= 5
+    for number in numbers:
+        assert phonenumbers.is_valid_number(phonenumbers.parse(number)), number
+    parse(SAMPLE)
+
+
+@pytest.mark.parametrize(("number", "words"), [
+    ("+1602555013", "'+1602555013' is too short for +1 (North America: 10 digits after +1)"),
+    ("+160255501300", "is too long for +1 (North America: 10 digits after +1)"),
+    ("+19995550100", "is not a valid number for +1 (North America): its plan has no such area code"),
+    ("+3361234567", "is too short for +33 (France: 9 digits after +33)"),
+    ("+4420718387", "is too short for +44 (United Kingdom: 7, 9 or 10 digits after +44)"),
+    ("+9991234567", "does not start with a country calling code"),
+    ("4155550177", "is not E.164"),
+])
+def test_numbers_that_cannot_be_dialled_are_refused(number, words):
+    with pytest.raises(CatalogueError) as info:
+        parse(broken(lambda d: d["destinations"][0]["destination"].update(number=number)))
+    message = str(info.value)
+    assert "destinations[0] (id 'billing'): destination.number: " in message and words in message, message
+    assert "\"numberE164CheckEnabled\": false" in message  # the way out, for a number Vapi should dial as written
+
+
+@pytest.mark.parametrize("number", ["+16025550130", "+442071838750", "+33612345678", "+4915112345678",
+                                    "+80012345678"])
+def test_numbers_valid_in_their_country_pass(number):
+    assert parse(broken(lambda d: d["destinations"][0]["destination"].update(number=number))).entries[0]
+
+
+def test_the_number_check_can_be_turned_off():
+    data = broken(lambda d: d["destinations"][0]["destination"].update(number="+1602555013",
+                                                                       numberE164CheckEnabled=False))
+    assert parse(data).get("billing").destination["number"] == "+1602555013"
+
+
+@pytest.mark.parametrize(("uri", "ok"), [
+    ("finance@pbx.example", False), ("sip:", False), ("sips: ", False), ("http://pbx.example", False),
+    ("tel:+14155550142", False), ("", False),
+    ("sip:finance@pbx.example", True), ("SIP:Finance@PBX.example", True), ("sips:finance@pbx.example:5061", True),
+])
+def test_sip_uris_need_their_scheme(uri, ok):
+    data = broken(lambda d: d["destinations"][3]["destination"].update(sipUri=uri))
+    if ok:
+        assert parse(data).get("cancellations").destination["sipUri"] == uri
+        return
+    with pytest.raises(CatalogueError) as info:
+        parse(data)
+    assert f"destinations[3] (id 'cancellations'): destination.sipUri: {uri!r} is not a SIP URI: it must start " \
+        "with \"sip:\" or \"sips:\"" in str(info.value)
+
+
+def test_a_sip_uri_without_its_scheme_is_shown_with_it():
+    with pytest.raises(CatalogueError, match='like "sip:finance@pbx.example"'):
+        parse(broken(lambda d: d["destinations"][3]["destination"].update(sipUri="finance@pbx.example")))

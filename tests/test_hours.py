@@ -49,6 +49,31 @@ def test_when_it_opens_in_words():
     assert hours.opens_text(at("2026-12-24T19:00")) == "it opens Sat 10:00 (America/Los_Angeles)"  # skips the 25th
 
 
+@pytest.mark.parametrize(("when", "spoken"), [
+    ("2026-12-01T12:45", "today at 1:30 PM"),      # lunch break
+    ("2026-12-01T07:00", "today at 9:00 AM"),
+    ("2026-12-01T19:00", "tomorrow at 9:00 AM"),
+    ("2026-12-05T15:00", "on Monday at 9:00 AM"),  # Saturday afternoon: Sunday is closed
+    ("2026-12-24T19:00", "on Saturday at 10:00 AM"),  # Christmas (a Friday) skipped
+    ("2026-12-24T08:00", "today at 9:00 AM"),
+])
+def test_when_it_opens_spoken(when, spoken):
+    """What a caller is told: the voice assistant reads it out, so no '13:30 (America/Los_Angeles)'."""
+    assert parse_hours(PHARMACY, None).spoken_opening(at(when)) == spoken
+
+
+def test_when_it_opens_spoken_a_week_or_more_ahead_and_at_noon_and_midnight():
+    summer = parse_hours({"timezone": "Europe/Paris", "open": {"mon": "00:00-12:00", "wed": "12:00-13:00"},
+                          "closed": ["2026-12-07", "2026-12-09"]}, None)
+    paris = ZoneInfo("Europe/Paris")
+    assert summer.spoken_opening(at("2026-12-06T10:00", paris)) == "on Monday, December 14 at 12:00 AM"
+    assert summer.spoken_opening(at("2026-12-15T10:00", paris)) == "tomorrow at 12:00 PM"
+    assert summer.spoken_opening(at("2026-12-15T10:00", LA)) == "tomorrow at 12:00 PM"  # in the calendar's zone
+    never = parse_hours({"timezone": "UTC", "open": {"mon": "09:00-10:00"},
+                         "closed": [str(dt.date(2026, 12, 7) + dt.timedelta(weeks=w)) for w in range(60)]}, None)
+    assert never.spoken_opening(dt.datetime(2026, 12, 6, tzinfo=dt.UTC)) is None
+
+
 def test_daylight_saving_change_day():
     """On 8 March 2026 Los Angeles skips from 02:00 to 03:00: opening hours are local wall-clock times."""
     hours = parse_hours({"timezone": "America/Los_Angeles", "open": {"sun": "01:00-04:00,09:00-17:00"}}, None)
@@ -78,13 +103,20 @@ def test_ranges_of_days_wrap_and_lists():
     ({"timezone": "UTC", "open": {"mon-fri": "09:00-17:00", "fri": "10:00-12:00"}}, "fri is in both"),
     ({"timezone": "UTC", "open": {}}, "hours.open: needs at least one day"),
     ({"timezone": "UTC", "open": {"mon": "09:00-17:00"}, "closed": ["25/12/2026"]}, "hours.closed[0]: '25/12/2026'"),
-    ({"timezone": "UTC", "open": {"mon": "09:00-17:00"}, "holidays": []}, "hours: unknown field 'holidays'"),
+    ({"timezone": "UTC", "open": {"mon": "09:00-17:00"}, "holidays": []},
+     "hours.holidays: unknown field (fields: timezone, open, closed)"),
+    ("sometimes", "hours: 'sometimes' is not \"always\" or an object"),
+    ("allways", "(did you mean \"always\"?)"),
+    ([], "hours: must be an object"),
 ])
 def test_bad_hours_are_refused_naming_entry_and_field(hours, words):
     data = json.loads((ROOT / "destinations.json").read_text())
-    for entry in data["destinations"]:  # every other entry gives its own zone, so only this one can lack it
-        if "hours" in entry:
-            entry["hours"]["timezone"] = data["timezone"]
+    shared = data.pop("hours")  # every other entry gets the shared calendar written out, with its own zone
+    for entry in data["destinations"]:
+        if isinstance(entry.get("hours"), dict):
+            entry["hours"] = {**shared, **entry["hours"], "timezone": data["timezone"]}
+        elif "hours" not in entry:
+            entry["hours"] = {**shared, "timezone": data["timezone"]}
     data.pop("timezone")
     data["destinations"][1]["hours"] = hours
     with pytest.raises(CatalogueError) as err:
@@ -103,7 +135,8 @@ def catalogue_with(**changes):
     ({"billing": {"after_hours": "nowhere"}}, "after_hours: 'nowhere' is not the id of any destination"),
     ({"moving": {"after_hours": "sales"}, "sales": {"after_hours": "moving"}},
      "the chain sales -> moving -> sales comes back on itself"),
-    ({"tech_support": {"after_hours": "front_desk"}}, "after_hours: has no effect without \"hours\""),
+    ({"tech_support": {"after_hours": "front_desk"}},
+     "after_hours: has no effect: the entry is always open (\"hours\": \"always\")"),
     ({"billing": {"after_hours": "cancellations"}}, "'cancellations' has no handoff"),
 ])
 def test_bad_after_hours_chains_are_refused(changes, words):
@@ -128,24 +161,38 @@ def stamped(when: str, turns=BILLING_CALL, **kwargs):
     return body
 
 
+FRONT_DESK = next(e["destination"] for e in json.loads((ROOT / "destinations.json").read_text())["destinations"]
+                  if e["id"] == "front_desk")
+
+
 def test_closed_answers_the_after_hours_entry(service_factory, log_records):
     service = service_factory(router="offline")
     body = service.post(stamped("2026-11-26T11:00")).json()  # billing is closed on Thanksgiving
     assert body["destination"]["sipUri"] == "sip:frontdesk@pbx.brightline.example"  # billing's after_hours
+    assert body == {"destination": {**FRONT_DESK, "message": "Our billing team is closed right now; they open "
+                                    "tomorrow at 8:00 AM. Let me put you through to our front desk instead."}}
     log = decision_logs(log_records)[-1]
     assert (log["outcome"], log["chosen"], log["answered"], log["closed"]) == ("closed", "billing", "front_desk",
                                                                                "billing")
 
 
-def test_christmas_closes_the_after_hours_entry_too(service_factory):
+def with_front_desk_hours(catalogue_path):
+    """The sample with a front desk that keeps the shared holidays and closes at night."""
+    data = catalogue_with(front_desk={"hours": {"open": {"mon-sun": "07:00-22:00"}}})
+    catalogue_path.write_text(json.dumps(data))
+
+
+def test_christmas_closes_the_after_hours_entry_too(service_factory, catalogue_path):
+    with_front_desk_hours(catalogue_path)
     body = service_factory(router="offline").post(stamped("2026-12-25T11:00")).json()
-    assert body == {"error": "billing is closed now; it opens Sat 09:00 (America/Los_Angeles)"}
+    assert body == {"error": "billing is closed now; it opens tomorrow at 9:00 AM"}
 
 
-def test_closed_at_night_with_nowhere_to_go_says_when_it_opens(service_factory, log_records):
+def test_closed_at_night_with_nowhere_to_go_says_when_it_opens(service_factory, catalogue_path, log_records):
+    with_front_desk_hours(catalogue_path)
     service = service_factory(router="offline")
     body = service.post(stamped("2026-12-01T23:30")).json()  # billing closed, and front_desk (its after_hours)
-    assert body == {"error": "billing is closed now; it opens Wed 08:00 (America/Los_Angeles)"}
+    assert body == {"error": "billing is closed now; it opens tomorrow at 8:00 AM"}
     log = decision_logs(log_records)[-1]
     assert log["outcome"] == "closed" and log["answered"] is None
 
@@ -169,7 +216,7 @@ def test_no_hours_is_always_open_and_the_llm_path_too(llm_service, fake):
     assert body["destination"]["number"] == "+14155550177"
     fake.default = answer("sales")
     body = service.post(stamped("2026-12-06T12:00", [("user", "I want a faster plan")])).json()
-    assert body == {"error": "sales is closed now; it opens Mon 09:00 (America/Los_Angeles)"}
+    assert body == {"error": "sales is closed now; it opens tomorrow at 9:00 AM"}
 
 
 def test_handoffs_follow_the_hours_too(service_factory):
@@ -179,6 +226,7 @@ def test_handoffs_follow_the_hours_too(service_factory):
     body["message"]["timestamp"] = int(at("2026-11-26T11:00").timestamp() * 1000)
     answer_ = service_factory(router="offline").post(body).json()
     assert answer_["destination"]["assistantName"] == "Front Desk Assistant"
+    assert "message" not in answer_["destination"]  # Vapi's handoff destinations take none: no closed_message
 
 
 def test_decision_time_from_the_request():
@@ -193,7 +241,8 @@ def test_decision_time_from_the_request():
 def test_healthz_shows_what_is_open_now(service_factory):
     hours = service_factory(router="offline").client.get("/healthz").json()["hours"]
     assert set(hours) == {"open", "closed", "always_open"}
-    assert set(hours["open"]) | set(hours["closed"]) == {"billing", "sales", "moving", "front_desk"}
+    assert set(hours["open"]) | set(hours["closed"]) == {"billing", "sales", "moving"}
+    assert "front_desk" in hours["always_open"] and "tech_support" in hours["always_open"]
     assert all(text.startswith("it opens ") for text in hours["closed"].values())
 
 
@@ -252,4 +301,4 @@ def test_opening_times_near_the_ends_of_the_range_never_raise():
     catalogue = parse(catalogue_with())
     for at in (dt.datetime.min.replace(tzinfo=dt.UTC), far):
         state = catalogue.hours_now(at)
-        assert set(state["open"]) | set(state["closed"]) == {"billing", "sales", "moving", "front_desk"}
+        assert set(state["open"]) | set(state["closed"]) == {"billing", "sales", "moving"}

@@ -36,7 +36,7 @@ def test_broken_new_catalogue_keeps_the_old_one(service_factory, catalogue_path,
     catalogue_path.write_text('{"destinations": [{"id": "x"}]}')
     assert wait_until(lambda: any(r.getMessage() == "reload_failed" for r in log_records))
     failed = next(r for r in log_records if r.getMessage() == "reload_failed")
-    assert "destinations[0] (id 'x').description: Field required" in failed.fields["error"]
+    assert "destinations[0] (id 'x'): description: Field required" in failed.fields["error"]
     assert service.post(BILLING).json()["destination"]["number"] == "+14155550142"
     assert service.client.get("/healthz").json()["destinations"] == 9
 

@@ -11,27 +11,20 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.catalogue import hours as hours_mod
-from app.catalogue.hours import Hours, HoursError
+from app.catalogue import messages
+from app.catalogue.hours import Calendar, Hours, HoursError
+from app.catalogue.messages import ClosedMessage, MessageError
+from app.catalogue.targets import destination_problem
 from app.errors import UserError, first_error
-
-if TYPE_CHECKING:
-    import jsonschema
-    from jsonschema import ValidationError as ValidationError_
 
 NONE = "none"  # the router's answer when no destination fits; reserved
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-KINDS = {"number": "TransferDestinationNumber", "sip": "TransferDestinationSip",
-         "assistant": "TransferDestinationAssistant"}
-HANDOFF_KINDS = {"assistant": "HandoffDestinationAssistant", "squad": "HandoffDestinationSquad"}
 TRANSFER, HANDOFF = "transfer", "handoff"  # what a request asks for: an entry's `destination` or its `handoff`
 
 
@@ -48,6 +41,7 @@ class _EntryModel(BaseModel):
     handoff: dict[str, Any] | None = None
     hours: Any = None  # checked by app/catalogue/hours.py, which names the field at fault
     after_hours: str | None = None
+    closed_message: Any = None  # checked by app/catalogue/messages.py
 
 
 class _FileModel(BaseModel):
@@ -56,6 +50,7 @@ class _FileModel(BaseModel):
     fallback: str | None = None
     assistants: dict[str, list[str]] | None = None
     timezone: str | None = None  # the default for entries whose hours give none
+    hours: Any = None  # the shared calendar (app/catalogue/hours.py checks it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +62,7 @@ class Entry:
     handoff: dict[str, Any] | None = None  # a Vapi handoff destination, answered to handoff requests
     hours: Hours | None = None  # None: always open
     after_hours: str | None = None  # the entry answered instead while this one is closed
+    closed_message: ClosedMessage | None = None  # said to callers sent to after_hours instead, with {opens}
 
     def target(self, kind: str) -> dict[str, Any] | None:
         """What this entry answers to a request of `kind` (transfer or handoff), as written in the file."""
@@ -113,8 +109,15 @@ class Catalogue:
             if current in allowed and (entry.hours is None or entry.hours.is_open(at)):
                 return current, "" if current == entry_id else f"{entry_id} is closed now; {current} answers"
             current = entry.after_hours
-        opens = first.hours.opens_text(at) if first.hours else "it cannot be reached now"
-        return None, f"{entry_id} is closed now; {opens}"
+        return None, f"{_spoken(entry_id)} is closed now; {_opens(first.hours, at)}"
+
+    def closed_message(self, entry_id: str, at: dt.datetime) -> str | None:
+        """What a caller hears when `entry_id` is closed at `at` and its after_hours entry answers a transfer:
+        its closed_message with {opens} filled, or None (the answering entry's own message is kept)."""
+        entry: Entry = self._by_id[entry_id]  # type: ignore[attr-defined]
+        if entry.closed_message is None or entry.hours is None:
+            return None
+        return entry.closed_message.fill(entry.hours.spoken_opening(at))
 
     def hours_now(self, at: dt.datetime) -> dict[str, Any]:
         """For /healthz and `check`: the entries with hours that are open, and those closed with when they open.
@@ -143,107 +146,23 @@ class Catalogue:
                 for kind in (TRANSFER, HANDOFF)} - {()}
 
 
-@cache
-def _vapi_schemas() -> dict[str, Any]:
-    text = resources.files("app.vapi").joinpath("data/vapi_destinations.json").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
-
-
-def _strict(node: Any) -> Any:
-    """Forbid unknown keys wherever Vapi lists an object's properties: Vapi silently ignores a typo such as
-    `trasferPlan`, which would turn a warm transfer into a blind one."""
-    if isinstance(node, dict):
-        out = {k: _strict(v) for k, v in node.items()}
-        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(node, list):
-        return [_strict(x) for x in node]
-    return node
-
-
-def _closure(defs: dict[str, Any], root: str) -> list[str]:
-    """The schemas `root` refers to, directly or not: only those need making strict for it."""
-    seen, stack = [root], [defs[root]]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] not in seen:
-                seen.append(ref[8:])
-                stack.append(defs[ref[8:]])
-            stack.extend(v for k, v in node.items() if k != "$ref")
-        elif isinstance(node, list):
-            stack.extend(node)
-    return seen
-
-
-@cache
-def _validator(schema_name: str) -> jsonschema.protocols.Validator:
-    import jsonschema  # here, not at the top: `switchboard --help` and the service's hot path need none of it
-
-    defs = _vapi_schemas()["$defs"]
-    schema = {"$defs": {name: _strict(defs[name]) for name in _closure(defs, schema_name)},
-              "$ref": f"#/$defs/{schema_name}"}
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)
-
-
-def _specific(err: ValidationError_) -> ValidationError_:
-    """For a "not valid under any of the given schemas", the error inside the alternative that was meant: Vapi's
-    alternatives are told apart by their `type`, so the one whose `type` matched says what is wrong."""
-    while err.validator in ("oneOf", "anyOf") and err.context:
-        by_alternative: dict[Any, list[ValidationError_]] = {}
-        for sub in err.context:
-            by_alternative.setdefault(sub.schema_path[0], []).append(sub)
-        meant = [subs for subs in by_alternative.values()
-                 if not any(s.validator in ("enum", "const") and list(s.relative_path) == ["type"] for s in subs)]
-        candidates = meant[0] if len(meant) == 1 else list(err.context)
-        from jsonschema.exceptions import best_match
-
-        best = best_match(candidates)
-        if best is None:
-            break
-        err = best
-    return err
-
-
-def _destination_problem(dest: dict[str, Any], field: str = "destination") -> str | None:
-    kinds = KINDS if field == "destination" else HANDOFF_KINDS
-    kind = dest.get("type")
-    if kind not in kinds:
-        dynamic = " ('dynamic' would ask this service again)" if kind == "dynamic" else ""
-        return f"{field}.type: must be one of {sorted(kinds)}, got {kind!r}{dynamic}"
-    errors = sorted(_validator(kinds[str(kind)]).iter_errors(dest), key=lambda e: list(e.absolute_path))
-    for err in map(_specific, errors):
-        path = ".".join(str(p) for p in err.absolute_path)
-        where = f"{field}.{path}" if path else field
-        if err.validator == "additionalProperties":
-            known = list(err.schema.get("properties", {})) if isinstance(err.schema, dict) else []
-            extra = [k for k in err.instance if k not in known] if isinstance(err.instance, dict) else []
-            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else repr(k)
-                     for k in extra]
-            return f"{where}: unknown field {', '.join(hints)}; Vapi would silently ignore it"
-        return f"{where}: {err.message}"
-    if kind == "number" and dest.get("numberE164CheckEnabled", True) and not E164.match(str(dest["number"])):
-        return (f"destination.number: {dest['number']!r} is not E.164 (like +14155550142); "
-                "fix it, or set \"numberE164CheckEnabled\": false for a non-E.164 number")
-    return None
-
-
 def parse(data: Any, source: str = "destinations.json") -> Catalogue:
     try:
         model = _FileModel.model_validate(data)
     except ValidationError as exc:
         first = first_error(exc)
+        if first.type == "extra_forbidden":
+            raise CatalogueError(f"{source}: {_unknown_field(data, list(first.loc))}") from None
         raise CatalogueError(f"{source}: {_describe(data, list(first.loc))}: {first.message}") from None
-    if model.timezone is not None:
-        try:
+    try:
+        if model.timezone is not None:
             hours_mod.zone(model.timezone, "timezone")
-        except HoursError as exc:
-            raise CatalogueError(f"{source}: {exc}") from None
+        shared = hours_mod.parse_calendar(model.hours, model.timezone) if model.hours is not None else None
+    except HoursError as exc:
+        raise CatalogueError(f"{source}: {exc}") from None
     entries: list[Entry] = []
     seen: set[str] = set()
+    calendars: dict[Hours, Hours] = {}  # one object per distinct calendar, however many entries share it
     for i, raw in enumerate(model.destinations):
         label = f"destinations[{i}] (id {raw.id!r})"
         if not ID_PATTERN.match(raw.id):
@@ -254,25 +173,10 @@ def parse(data: Any, source: str = "destinations.json") -> Catalogue:
         if raw.id in seen:
             raise CatalogueError(f"{source}: {label}: id is used twice; ids must be unique")
         seen.add(raw.id)
-        if not raw.description.strip():
-            raise CatalogueError(f"{source}: {label}: description is empty; the router reads it to choose")
-        if raw.destination is None and raw.handoff is None:
-            raise CatalogueError(f"{source}: {label}: needs a \"destination\" (for transfers), a \"handoff\" "
-                                 "(for handoffs), or both")
-        for field_name, target in (("destination", raw.destination), ("handoff", raw.handoff)):
-            problem = _destination_problem(target, field_name) if target is not None else None
-            if problem:
-                raise CatalogueError(f"{source}: {label}: {problem}")
-        examples = tuple(x.strip() for x in raw.examples if x.strip())
         try:
-            hours = hours_mod.parse(raw.hours, model.timezone) if raw.hours is not None else None
-        except HoursError as exc:
+            entries.append(_entry(raw, model.timezone, shared, calendars))
+        except (CatalogueError, HoursError, MessageError) as exc:
             raise CatalogueError(f"{source}: {label}: {exc}") from None
-        if raw.after_hours is not None and hours is None:
-            raise CatalogueError(f"{source}: {label}: after_hours: has no effect without \"hours\" (the entry is "
-                                 "always open); add hours or remove after_hours")
-        entries.append(Entry(raw.id, raw.description.strip(), examples, raw.destination, raw.handoff, hours,
-                             raw.after_hours))
     _check_after_hours(entries, source)
     if model.fallback is not None and model.fallback not in seen:
         raise CatalogueError(f"{source}: fallback: {model.fallback!r} is not the id of any destination "
@@ -286,7 +190,39 @@ def parse(data: Any, source: str = "destinations.json") -> Catalogue:
             raise CatalogueError(f"{source}: assistants[{key!r}]: unknown destination id(s) {unknown}")
         order = [e.id for e in entries if e.id in set(ids)]
         assistants[key] = tuple(order)
-    return Catalogue(tuple(entries), model.fallback, assistants, source, model.timezone)
+    timezone = model.timezone or (shared.timezone if shared is not None else None)
+    return Catalogue(tuple(entries), model.fallback, assistants, source, timezone)
+
+
+def _entry(raw: _EntryModel, timezone: str | None, shared: Calendar | None,
+           calendars: dict[Hours, Hours]) -> Entry:
+    """One entry, checked; the errors name the field (parse adds the file and the entry)."""
+    if not raw.description.strip():
+        raise CatalogueError("description is empty; the router reads it to choose")
+    if raw.destination is None and raw.handoff is None:
+        raise CatalogueError("needs a \"destination\" (for transfers), a \"handoff\" (for handoffs), or both")
+    for field_name, target in (("destination", raw.destination), ("handoff", raw.handoff)):
+        problem = destination_problem(target, field_name) if target is not None else None
+        if problem:
+            raise CatalogueError(problem)
+    examples = tuple(x.strip() for x in raw.examples if x.strip())
+    hours = hours_mod.entry_hours(raw.hours, timezone, shared)
+    if hours is not None:
+        hours = calendars.setdefault(hours, hours)
+    if raw.after_hours is not None and hours is None:
+        why = "\"hours\": \"always\"" if raw.hours is not None else "it has no \"hours\" and the catalogue no " \
+            "shared opening hours"
+        raise CatalogueError(f"after_hours: has no effect: the entry is always open ({why}); give it hours or "
+                             "remove after_hours")
+    closed = messages.parse(raw.closed_message) if raw.closed_message is not None else None
+    if closed is not None and raw.after_hours is None:
+        raise CatalogueError("closed_message: has no effect without \"after_hours\": it is what callers hear when "
+                             "the after_hours entry answers instead; add after_hours or remove closed_message")
+    if closed is not None and raw.destination is None:
+        raise CatalogueError("closed_message: has no effect on an entry without a \"destination\" (Vapi's handoff "
+                             "destinations carry no message); remove it")
+    return Entry(raw.id, raw.description.strip(), examples, raw.destination, raw.handoff, hours, raw.after_hours,
+                 closed)
 
 
 def _check_after_hours(entries: list[Entry], source: str) -> None:
@@ -313,7 +249,7 @@ def _check_after_hours(entries: list[Entry], source: str) -> None:
 
 
 def _describe(data: Any, loc: list[Any]) -> str:
-    """Turn a pydantic location into 'destinations[2] (id 'billing').description'."""
+    """Turn a pydantic location into "destinations[2] (id 'billing'): description"."""
     if len(loc) >= 2 and loc[0] == "destinations" and isinstance(loc[1], int):
         try:
             entry_id = data["destinations"][loc[1]].get("id")
@@ -321,8 +257,20 @@ def _describe(data: Any, loc: list[Any]) -> str:
             entry_id = None
         head = f"destinations[{loc[1]}]" + (f" (id {entry_id!r})" if isinstance(entry_id, str) else "")
         rest = ".".join(str(p) for p in loc[2:])
-        return f"{head}.{rest}" if rest else head
+        return f"{head}: {rest}" if rest else head
     return ".".join(str(p) for p in loc) or "top level"
+
+
+def _unknown_field(data: Any, loc: list[Any]) -> str:
+    """An unknown field, with the one meant: the same help at every level as inside `destination`."""
+    model = _EntryModel if len(loc) == 3 and loc[0] == "destinations" else _FileModel
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, 1)
+    if loc[-1] in hours_mod.FIELDS and not (model is _FileModel and loc[-1] == "timezone"):
+        hint = f"it belongs inside \"hours\": {{\"{loc[-1]}\": ...}}"  # a top-level "closed": holidays
+    else:
+        hint = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(known)}"
+    return f"{_describe(data, loc)}: unknown field ({hint})"
 
 
 def load(path: Path) -> Catalogue:
@@ -338,3 +286,16 @@ def load(path: Path) -> Catalogue:
     except json.JSONDecodeError as exc:
         raise CatalogueError(f"{path}: not valid JSON: {exc}") from None
     return parse(data, str(path))
+
+
+def _spoken(entry_id: str) -> str:
+    """An id as a voice assistant reads it out: 'tech support', not 'tech_support'."""
+    return entry_id.replace("_", " ").replace("-", " ")
+
+
+def _opens(hours: Hours | None, at: dt.datetime) -> str:
+    """'it opens tomorrow at 8:00 AM', for the error a voice assistant reads to the caller."""
+    spoken = hours.spoken_opening(at) if hours is not None else None
+    if spoken is None:
+        return "it has no opening time in the coming year" if hours is not None else "it cannot be reached now"
+    return f"it opens {spoken}"

@@ -4,6 +4,10 @@
               "open": {"mon-fri": "09:00-12:30,13:30-18:00", "sat": "10:00-14:00"},
               "closed": ["2026-12-25", "2027-01-01"]}
 
+The catalogue's top-level `hours` is a shared calendar (a Calendar): an entry without `hours` takes it whole, an
+entry's own `hours` overrides its `timezone` and `open` and adds its `closed` dates, and `"hours": "always"`
+makes an entry always open.
+
 Days are `mon` to `sun`, single, as ranges (`mon-fri`, `sat-sun`, `fri-mon` wraps) or lists (`mon,wed`);
 times are 24-hour local ranges, an end of `24:00` allowed; `closed` lists local dates closed all day. Local
 time comes from the time-zone rules (zoneinfo, with the `tzdata` package where the system has none), so
@@ -13,6 +17,7 @@ daylight-saving changes need nothing from the catalogue.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import itertools
 import re
 from dataclasses import dataclass
@@ -20,6 +25,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FIELDS = ("timezone", "open", "closed")
+ALWAYS = "always"  # an entry's `"hours": "always"`: always open, whatever the shared calendar says
+# Spoken names, not strftime's %A/%B: those follow the process's locale.
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+               "November", "December")
 _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 LOOK_AHEAD_DAYS = 400  # how far to look for the next opening (a year of holidays, at most)
 # The instants the hours code works with: far enough inside datetime's own range (years 1 to 9999) that a time
@@ -32,10 +43,13 @@ class HoursError(Exception):
     """A malformed `hours`; the message names the field (the catalogue adds the entry)."""
 
 
+Week = tuple[tuple[tuple[int, int], ...], ...]  # per weekday (Monday first): (start, end) minutes, sorted
+
+
 @dataclass(frozen=True)
 class Hours:
     timezone: str
-    open: tuple[tuple[tuple[int, int], ...], ...]  # per weekday (Monday first): (start, end) minutes, sorted
+    open: Week
     closed: frozenset[dt.date]
 
     @property
@@ -74,6 +88,30 @@ class Hours:
         elif (when.date() - local_now.date()).days >= 7:
             day = f"{when.strftime('%a')} {when.day} {when.strftime('%b')}"
         return f"it opens {day} {when.strftime('%H:%M')} ({self.timezone})"
+
+    def spoken_opening(self, at: dt.datetime) -> str | None:
+        """When it opens next, as a caller is told it, in this calendar's time zone: 'today at 1:30 PM',
+        'tomorrow at 8:00 AM', 'on Monday at 9:00 AM', 'on Monday, January 4 at 9:00 AM' (a week or more
+        ahead); None if it does not open within a year."""
+        when = self.next_opening(at)
+        if when is None:
+            return None
+        days = (when.date() - _within(at).astimezone(self.zone).date()).days
+        clock = f"{when.hour % 12 or 12}:{when.minute:02d} {'AM' if when.hour < 12 else 'PM'}"
+        name = DAY_NAMES[when.weekday()]
+        day = ("today" if days == 0 else "tomorrow" if days == 1 else f"on {name}" if days < 7
+               else f"on {name}, {MONTH_NAMES[when.month - 1]} {when.day}")
+        return f"{day} at {clock}"
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """The catalogue's top-level `hours`: what entries inherit. Any part may be missing."""
+
+    timezone: str | None
+    open: Week | None
+    closed: frozenset[dt.date]
+    hours: Hours | None  # the calendar itself, for entries without `hours`: None unless it has `open`
 
 
 def zone(name: Any, where: str) -> str:
@@ -133,25 +171,21 @@ def _date(value: Any, index: int) -> dt.date:
     raise HoursError(f"hours.closed[{index}]: {value!r} is not a date like \"2026-12-25\"")
 
 
-def parse(data: Any, default_timezone: str | None) -> Hours:
-    """An entry's `hours`; HoursError names the field at fault."""
-    if not isinstance(data, dict):
-        raise HoursError("hours: must be an object with \"open\" (and \"timezone\", \"closed\")")
-    unknown = sorted(set(data) - {"timezone", "open", "closed"})
-    if unknown:
-        raise HoursError(f"hours: unknown field {unknown[0]!r} (fields: timezone, open, closed)")
-    if "timezone" in data:
-        name = zone(data["timezone"], "hours.timezone")
-    elif default_timezone:
-        name = default_timezone
-    else:
-        raise HoursError("hours.timezone: missing; set it here, or a top-level \"timezone\" for every entry")
-    week: list[list[tuple[int, int]]] = [[] for _ in DAYS]
-    seen: dict[int, str] = {}
-    opening = data.get("open")
+def _fields(data: Any, where: str) -> None:
+    """Refuse an unknown field, suggesting the one meant (a misspelt `closd` would drop every holiday)."""
+    for key in data:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(str(key), FIELDS, 1)
+            hint = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(FIELDS)}"
+            raise HoursError(f"{where}.{key}: unknown field ({hint})")
+
+
+def _week(opening: Any) -> Week:
     if not isinstance(opening, dict) or not opening:
         raise HoursError("hours.open: needs at least one day, like {\"mon-fri\": \"09:00-17:00\"} (no hours at all "
-                         "means always open: remove \"hours\")")
+                         "means always open: \"hours\": \"always\")")
+    week: list[list[tuple[int, int]]] = [[] for _ in DAYS]
+    seen: dict[int, str] = {}
     for key, value in opening.items():
         ranges = _ranges(key, value)
         for day in _days(key):
@@ -159,11 +193,68 @@ def parse(data: Any, default_timezone: str | None) -> Hours:
                 raise HoursError(f"hours.open: {DAYS[day]} is in both {seen[day]!r} and {key!r}")
             seen[day] = key
             week[day] = ranges
+    return tuple(tuple(day) for day in week)
+
+
+def _closed(data: dict[str, Any]) -> frozenset[dt.date]:
     closed_list = data.get("closed", [])
     if not isinstance(closed_list, list):
         raise HoursError("hours.closed: must be a list of dates, like [\"2026-12-25\"]")
-    closed = frozenset(_date(value, i) for i, value in enumerate(closed_list))
-    return Hours(name, tuple(tuple(day) for day in week), closed)
+    return frozenset(_date(value, i) for i, value in enumerate(closed_list))
+
+
+def parse_calendar(data: Any, default_timezone: str | None) -> Calendar:
+    """The catalogue's top-level `hours` (`default_timezone`: its top-level `timezone`); HoursError names the
+    field at fault."""
+    if not isinstance(data, dict):
+        raise HoursError("hours: must be an object with any of \"timezone\", \"open\" and \"closed\": the "
+                         "calendar every entry inherits (an entry opts out with \"hours\": \"always\")")
+    _fields(data, "hours")
+    name = zone(data["timezone"], "hours.timezone") if "timezone" in data else default_timezone
+    if default_timezone and name != default_timezone:
+        raise HoursError(f"hours.timezone: {name!r} differs from the top-level \"timezone\" "
+                         f"{default_timezone!r}; give the time zone once")
+    week = _week(data["open"]) if "open" in data else None
+    closed = _closed(data)
+    if week is not None and name is None:
+        raise HoursError("hours.timezone: missing; the shared opening hours need a time zone, like "
+                         "\"America/Los_Angeles\"")
+    hours = Hours(name, week, closed) if week is not None and name is not None else None
+    return Calendar(name, week, closed, hours)
+
+
+def parse(data: Any, default_timezone: str | None, shared: Calendar | None = None) -> Hours:
+    """An entry's `hours` object, on top of the shared calendar if any; HoursError names the field at fault."""
+    if not isinstance(data, dict):
+        raise HoursError("hours: must be an object with \"open\" (and \"timezone\", \"closed\"), or \"always\"")
+    _fields(data, "hours")
+    if "timezone" in data:
+        name = zone(data["timezone"], "hours.timezone")
+    elif shared is not None and shared.timezone:
+        name = shared.timezone
+    elif default_timezone:
+        name = default_timezone
+    else:
+        raise HoursError("hours.timezone: missing; set it here, or a top-level \"timezone\" for every entry")
+    if "open" not in data and shared is not None and shared.open is not None:
+        week = shared.open
+    else:
+        week = _week(data.get("open"))
+    closed = _closed(data)
+    return Hours(name, week, shared.closed | closed if shared is not None else closed)
+
+
+def entry_hours(data: Any, default_timezone: str | None, shared: Calendar | None) -> Hours | None:
+    """An entry's calendar: its `hours` (absent: the shared calendar's; "always": None, always open)."""
+    if data is None:
+        return shared.hours if shared is not None else None
+    if isinstance(data, str):
+        if data.strip().lower() == ALWAYS:
+            return None
+        hint = " (did you mean \"always\"?)" if difflib.get_close_matches(data.lower(), [ALWAYS], 1) else ""
+        raise HoursError(f"hours: {data!r} is not \"always\" or an object with \"open\" (and \"timezone\", "
+                         f"\"closed\"){hint}")
+    return parse(data, default_timezone, shared)
 
 
 def _within(at: dt.datetime) -> dt.datetime:

@@ -19,7 +19,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
-from app.catalogue.destinations import NONE, Catalogue
+from app.catalogue.destinations import NONE, TRANSFER, Catalogue
 from app.decision.breaker import CircuitBreaker
 from app.decision.deadlines import InFlight
 from app.decision.hedging import Hedging
@@ -294,6 +294,14 @@ class Decider:
             decision.closed = entry_id
         decision.answered = target
         decision.body = self.answer_for(target, query.kind) if target is not None else {"error": why}
+        if target is not None and target != entry_id and query.kind == TRANSFER:
+            # The caller hears why they are not reaching `entry_id` and when they could: its closed_message,
+            # filled from the catalogue's own template. Only the message changes; the destination stays the
+            # catalogue's (copied: the catalogue's object is shared by every answer). Handoff destinations
+            # carry no message in Vapi's schema, so a handoff is answered as written.
+            message = self.catalogue.closed_message(entry_id, at)
+            if message is not None:
+                decision.body = {"destination": {**decision.body["destination"], "message": message}}
 
     def _rescue(self, decision: Decision, query: Query) -> None:
         """The failure policy. Should it fail too, the answer is an error body, never an exception out of
