@@ -125,5 +125,6 @@ def test_label_shows_time_open_entries_transfers_choice_answer_and_confidence(tm
     assert "closed: billing (after hours: front_desk), sales, moving (after hours: front_desk)" in text
     assert "earlier transfers that failed: tech_support (no-answer)" in text
     assert "router chose: billing (offline, confidence 0.76); answered: front_desk; outcome: closed" in text
-    assert prompts == ["[Enter] accept front_desk | an id | #tag | u undo | s skip | q quit"]
+    assert prompts == ["[Enter] accept front_desk | an id | #tag | u undo | s skip | q quit",
+                       f"end of {path}: [Enter] go on | u undo the last label | q quit"]
     assert counts["labelled"] == 1 and json.loads(path.read_text())["expected"] == "front_desk"

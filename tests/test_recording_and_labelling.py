@@ -179,7 +179,7 @@ def labels(path):
 
 def test_label_accept_correct_skip(tmp_path):
     path = dataset(tmp_path, 4)
-    answers = iter(["", "nonsense", "tech_support", "s"])
+    answers = iter(["", "nonsense", "tech_support", "s", ""])  # the last Enter: at the end of the file
     shown = []
     counts = label_file(path, {"billing", "sales", "tech_support", "none"}, lambda _: next(answers), shown.append)
     assert counts == {"labelled": 2, "skipped": 1, "remaining": 0}
@@ -221,7 +221,9 @@ def test_calls_recorded_while_labelling_are_kept(tmp_path):
     for i in range(2):
         recorder.record(transfer_request(TURNS, call_id=f"early-{i}")["message"], decision(), CATALOGUE)
 
-    def ask(_):
+    def ask(prompt):
+        if prompt.startswith("end of "):  # every call offered: go on
+            return ""
         # the service goes on recording while the operator labels
         recorder.record(transfer_request(TURNS, call_id=f"late-{ask.n}")["message"], decision("sales"), CATALOGUE)
         ask.n += 1
@@ -240,7 +242,8 @@ def test_label_several_files(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, second = dataset(tmp_path / "a", 3), dataset(tmp_path / "b", 3)
-    result = CliRunner().invoke(cli, ["label", str(first), str(second)], input="\n\n\n\n",
+    # per file: two calls, then Enter at its end
+    result = CliRunner().invoke(cli, ["label", str(first), str(second)], input="\n\n\n" * 2,
                                 env={"SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json")})
     assert result.exit_code == 0, result.output
     assert labels(first) == ["billing", "sales", "billing"] and labels(second) == ["billing", "sales", "billing"]

@@ -60,6 +60,6 @@ def label(files: tuple[Path, ...], low_score: float, catalogue: Path | None) -> 
             click.echo("\nstopped; every label given so far is saved")
             return
         totals = {k: totals[k] + counts[k] for k in totals}
-        if counts["remaining"]:
+        if counts["remaining"] or counts.get("quit"):
             break
     click.echo(f"labelled {totals['labelled']}, skipped {totals['skipped']}, left {totals['remaining']}")

@@ -65,6 +65,7 @@ COMMANDS = ("s", "q", "u")  # skip, quit, undo: typed alone; they win over an id
 KEYS = ("Keys: Enter accepts what was answered; an id (any case) labels the call with it; #words add tags "
         "(billing #angry #repeat, or #angry alone to accept with a tag); u undoes the last label; s skips; q quits.")
 PROMPT = "[Enter] accept {decided} | an id | #tag | u undo | s skip | q quit"
+END_PROMPT = "end of {path}: [Enter] go on | u undo the last label | q quit"
 FOREIGN_SHOWN = 8  # ids named in the unknown-ids warning; the rest are counted
 
 
@@ -295,7 +296,8 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
                warn: Callable[[str], None] | None = None, low_score: float = LOW_SCORE,
                catalogue: Catalogue | None = None, catalogue_name: str = "the catalogue") -> dict[str, int]:
     """Go through unlabelled rows, likely mistakes first (likely_mistakes_first); returns counts of labelled,
-    skipped and remaining rows. What may be typed: KEYS."""
+    skipped and remaining rows (and `quit` when the labeller quit at the end). What may be typed: KEYS; once every
+    row was offered, and if any was labelled, the labeller is asked once more (END_PROMPT), to undo the last one."""
     warn = warn or show
     with locked(path):
         rows = _rows(path, warn)
@@ -308,7 +310,33 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
     done: list[tuple[int, str, bytes]] = []  # (index in todo, row id, its line before the label): for undo
     skipped: set[str] = set()
     i = 0
-    while i < len(todo):
+
+    def undo() -> int | None:
+        """Put the last labelled row back as it was; its place in `todo`, to offer it again."""
+        if not done:
+            show(f"nothing to undo in {path}")
+            return None
+        index, undone, previous = done.pop()
+        if restore_row(path, undone, previous):
+            show(f"undone: {undone} is as it was before its label")
+        else:
+            show(f"{undone} is no longer in {path}; nothing to undo")
+        return index
+
+    while True:
+        if i == len(todo):  # the last label may be the one to undo: asked once more before the next file
+            if not done:
+                break
+            word = ask(END_PROMPT.format(path=path)).strip().lower()
+            if word == "u":
+                i = undo() or 0
+            elif word == "q":
+                return {"labelled": len(done), "skipped": len(skipped), "remaining": 0, "quit": 1}
+            elif word:
+                show("Enter goes on, u undoes the last label, q quits")
+            else:
+                break
+            continue
         row = todo[i]
         row_id = str(row.get("id"))
         decided = default_label(row)
@@ -329,14 +357,10 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
                 i += 1
                 break
             if word == "u":
-                if not done:
-                    show(f"nothing to undo in {path}")
+                back = undo()
+                if back is None:
                     continue
-                i, undone, previous = done.pop()
-                if restore_row(path, undone, previous):
-                    show(f"undone: {undone} is as it was before its label")
-                else:
-                    show(f"{undone} is no longer in {path}; nothing to undo")
+                i = back
                 break
             if not word and not decided:
                 show("nothing was answered to accept: type an id, or s to skip")
