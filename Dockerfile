@@ -6,8 +6,11 @@
 # (SWITCHBOARD_RECORD_DIR=/data/recordings) and the evaluation cache live there.
 FROM python:3.12-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md destinations.json ./
 COPY app ./app
+# setup.py ships these in the package (app/defaults): `switchboard init` and the fallback prompt need them
+COPY prompts ./prompts
+COPY examples ./examples
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.12-slim
