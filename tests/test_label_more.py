@@ -172,7 +172,8 @@ def test_undo_keeps_calls_recorded_meanwhile(tmp_path: Path) -> None:
 
 def test_undo_through_the_cli_and_the_keys_shown(tmp_path: Path) -> None:
     path = calls(tmp_path / "calls.jsonl", ["service", "sales"])
-    result = label(["--catalogue", str(dealer_catalogue(tmp_path)), str(path)], "Parts #brakes\nu\n\n\n\n")
+    result = label(["--catalogue", str(dealer_catalogue(tmp_path)), "--prompt", str(ROOT / "prompts/route.md"),
+                    str(path)], "Parts #brakes\nu\n\n\n\n")  # --prompt: the same flags as every command
     assert result.exit_code == 0, result.output
     assert KEYS in result.stdout and "undone: c0" in result.stdout
     assert [(r["expected"], r["tags"]) for r in rows(path)] == [("service", []), ("sales", [])]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import catalogue_option, settings_from
+from app.cli import catalogue_option, prompt_option, settings_from
 
 
 @click.command("label")
@@ -14,7 +14,8 @@ from app.cli import catalogue_option, settings_from
 @click.option("--low-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="A decision scored below this counts as low confidence, and is offered early.")
 @catalogue_option
-def label(files: tuple[Path, ...], low_score: float, catalogue: Path | None) -> None:
+@prompt_option
+def label(files: tuple[Path, ...], low_score: float, catalogue: Path | None, prompt: Path | None) -> None:
     """Label recorded calls: Enter accepts the recorded answer, an id (any case) corrects it, #words add tags,
     u undoes the last label, s skips, q quits.
 
@@ -40,7 +41,9 @@ def label(files: tuple[Path, ...], low_score: float, catalogue: Path | None) -> 
     from app.dataset.labelling import KEYS, label_file
     from app.loading import catalogue_digest, load_catalogue
 
-    settings = settings_from(destinations=catalogue)
+    # label reads no prompt; --prompt is taken (and checked like every setting) so that the same flags work on
+    # every command
+    settings = settings_from(destinations=catalogue, prompt=prompt)
     path = settings.destinations
     loaded = load_catalogue(path)
     try:
