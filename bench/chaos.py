@@ -1165,7 +1165,7 @@ def generated_catalogue(n: int, today: dt.date, season_days: int) -> dict[str, A
     for i in range(n - 1):
         entry: dict[str, Any] = {"id": f"dept-{i:04d}", "description": f"Questions about product line {i}: orders, "
                                  f"returns and repairs for it.", "examples": [f"my product {i} is broken"],
-                                 "destination": {"type": "number", "number": f"+1415{i:07d}"}}
+                                 "destination": {"type": "number", "number": f"+1415555{i:04d}"}}
         if i and hours[i % 4] is not None:
             entry.update(hours=hours[i % 4], after_hours="front_desk")
         entries.append(entry)

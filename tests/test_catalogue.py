@@ -210,5 +210,6 @@ def test_sip_uris_need_their_scheme(uri, ok):
 
 
 def test_a_sip_uri_without_its_scheme_is_shown_with_it():
-    with pytest.raises(CatalogueError, match='like "sip:finance@pbx.example"'):
+    with pytest.raises(CatalogueError) as info:
         parse(broken(lambda d: d["destinations"][3]["destination"].update(sipUri="finance@pbx.example")))
+    assert str(info.value).endswith('like "sip:finance@pbx.example"')
