@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from app.cli import cli
 from app.cli.route import text_request, text_turn
 from tests import vapi_sdk
-from tests.conftest import ROOT, assert_valid_answer, decision_logs
+from tests.conftest import ROOT, assert_valid_answer
 
 BILLING_NUMBER = "+14155550142"
 TUESDAY_11 = "2026-12-01T11:00"  # billing is open (America/Los_Angeles)
@@ -140,24 +140,37 @@ def test_file_or_text_is_a_usage_error_naming_both_ways(args: list[str], words: 
 
 # --- the decision line is serve's ---------------------------------------------------------------------------------
 
-def test_routes_decision_line_has_serves_fields(service_factory: Any, log_records: Any) -> None:
+def test_routes_decision_line_has_serves_fields(tmp_path: Path) -> None:
     """route printed its own `details` JSON (other fields: no assistant, hedges, errors, catalogue hash, no
-    event or time); now it is serve's decision line."""
-    service = service_factory(router="offline")
-    body = json.loads((ROOT / "examples/transfer-request.json").read_text())
-    assert service.post(body).status_code == 200
-    served = decision_logs(log_records)[-1]
+    event or time); now its line is the one `switchboard serve` writes, compared here with a real serve's."""
+    import httpx2
+
+    from tests.service_process import ServiceProcess
+
+    service = ServiceProcess({**ENV, "SWITCHBOARD_ROUTER": "offline"}, tmp_path / "serve.log")
+    try:
+        body = (ROOT / "examples/transfer-request.json").read_bytes()
+        reply = httpx2.post(service.url + "/webhook", content=body, headers={"content-type": "application/json"},
+                            timeout=10)
+        assert reply.status_code == 200
+    finally:
+        service.stop()
+    served = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
+              if line.startswith("{") and '"event": "decision"' in line]
+    assert len(served) == 1, (tmp_path / "serve.log").read_text()[-2000:]
     line = decision_line(run([str(ROOT / "examples/transfer-request.json")]))
-    assert {"ts", "level", "event"} <= set(line)
-    assert set(line) - {"ts", "level", "event"} == set(served)
-    assert line["chosen"] == served["chosen"] and line["prompt_hash"] == served["prompt_hash"]
+    assert set(line) == set(served[0])
+    for same in ("chosen", "answered", "prompt_hash", "catalogue_hash", "call_id", "router"):
+        if same in served[0]:
+            assert line[same] == served[0][same], same
 
 
 def test_route_honours_the_log_format() -> None:
     result = run(["--text", "I was charged twice", "--at", TUESDAY_11], env={"SWITCHBOARD_LOG_FORMAT": "text"})
     assert result.exit_code == 0, result.output
     last = result.stderr.strip().splitlines()[-1]
-    assert " INFO    decision type=transfer-destination-request " in last and " chosen=billing " in last
+    assert " INFO " in last and " decision type=transfer-destination-request " in last
+    assert " chosen=billing " in last and not last.startswith("{")
     json.loads(result.stdout)  # the answer alone on stdout
 
 
