@@ -4,6 +4,9 @@ Caller data stays out of the logs because it is never put in them: events carry 
 counts, not conversation text (unless SWITCHBOARD_LOG_CONVERSATIONS=1 adds it to the decision line). Values
 are written as they are, so ids, keys and timestamps are never altered by masking.
 
+Every line names the process that wrote it (`pid`; in text, `[pid]` before the event): with `serve --workers N`
+each worker writes its own lines.
+
 The text format is `key=value` pairs: a value with a space, `=`, a quote or a backslash is quoted, and control
 characters (line breaks among them) are escaped, so that a value from a request (a call id with a newline,
 say) can never end the line or forge another event.
@@ -40,12 +43,13 @@ class _Formatter(logging.Formatter):
             fields = {"logger": record.name, **fields}
         if self.json:
             line = json.dumps({"ts": round(time.time(), 3), "level": record.levelname.lower(), "event": message,
-                               **fields}, default=str, ensure_ascii=False)
+                               "pid": record.process, **fields}, default=str, ensure_ascii=False)
             if not line.isascii():  # json leaves these as they are, and some readers split lines on them
                 line = line.translate(_JSON_BREAKS)
         else:
             extra = " ".join(f"{_text(str(k))}={_text(str(v))}" for k, v in fields.items())
-            line = f"{time.strftime('%H:%M:%S')} {record.levelname:<7} {_escape(message)} {extra}".rstrip()
+            line = f"{time.strftime('%H:%M:%S')} {record.levelname:<7} [{record.process}] {_escape(message)} " \
+                   f"{extra}".rstrip()
         if record.exc_info:
             trace = self.formatException(record.exc_info)
             if not self.json:  # indented: no line of a trace (whose text may come from a request) starts an event

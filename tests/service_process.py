@@ -22,17 +22,19 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 1) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 1, args: tuple[str, ...] = (),
+                 cwd: Path = ROOT) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "OPENAI_"))}
         full_env["SWITCHBOARD_DATA_DIR"] = str(log_path.parent / "data")  # the store's file beside the log
+        full_env["PYTHONPATH"] = str(ROOT)  # this checkout's app, from whatever folder it runs in
         full_env.update(env)
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--workers", str(workers)],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=self._log)
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--workers", str(workers), *args],
+            cwd=cwd, env=full_env, stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
-from app.cli import settings_from
+from app.cli import catalogue_option, prompt_option, settings_from
 
 
 @click.command()
@@ -14,8 +15,11 @@ from app.cli import settings_from
               "else 127.0.0.1]")
 @click.option("--port", type=int, help="Port, 1 to 65535.  [default: SWITCHBOARD_PORT, else 8000]")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes; each keeps its own model client and recording file; metrics are shared.")
-def serve(host: str | None, port: int | None, workers: int) -> None:
+              help="Worker processes; each keeps its own model client and recording file; metrics are shared; "
+                   "SIGHUP reloads each of them.")
+@catalogue_option
+@prompt_option
+def serve(host: str | None, port: int | None, workers: int, catalogue: Path | None, prompt: Path | None) -> None:
     """Answer Vapi's transfer- and handoff-destination requests on POST /webhook.
 
     Without OPENAI_API_KEY or OPENAI_BASE_URL the offline router decides; with either, the LLM does.
@@ -23,19 +27,19 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     \b
     Examples:
       switchboard serve
+      switchboard serve --catalogue my-destinations.json --prompt prompts/route.md
       switchboard serve --host 0.0.0.0 --port 8080 --workers 2
       SWITCHBOARD_SECRET=$(openssl rand -hex 32) switchboard serve
       curl -s localhost:8000/healthz                      # from a second terminal
+      kill -HUP <pid>                                     # reload the catalogue and prompt now
     """
     from app import logs
     from app.service import server
 
     metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
-    import uvicorn
-
     from app.service.app import create_app
 
-    settings = settings_from(host=host, port=port)
+    settings = settings_from(host=host, port=port, destinations=catalogue, prompt=prompt)  # warns, once
     logs.setup(settings.log_format, settings.log_level)
     create_app(settings)  # fail fast, in this process, on a broken catalogue, prompt, settings or recording dir
     server.check_port_free(settings.host, settings.port)
@@ -45,8 +49,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         logs.event(logging.getLogger(logs.LOGGER), "connection_limit_lowered", logging.WARNING,
                    wanted=settings.max_connections, allowed=options["limit_concurrency"], open_file_limit=fd_limit,
                    hint="raise the open-file limit (ulimit -n, or LimitNOFILE= in systemd)")
+    server.hand_to_workers(settings)  # the workers (new processes) read the settings from the environment
     try:
-        uvicorn.run("app.service.asgi:build", factory=True, host=settings.host, port=settings.port, workers=workers,
-                    **options)
+        server.run(settings, workers, options, announce=click.echo)  # the address on stdout; logs go to stderr
     finally:
         server.cleanup_metrics_dir(metrics_dir, made)

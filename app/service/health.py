@@ -6,6 +6,9 @@ late, the breaker opened and every call got the fallback. So the hours are compu
 (and at once when a reload brings a new catalogue), and the rendered body is kept until something it shows
 changes. The decision store's state (kind, connected, rows waiting) is read at the same pace. /healthz needs no
 credentials: load balancers and orchestrators call it.
+
+It names the catalogue in force (file, hash, when it was loaded), and says "degraded" (still 200: the old files
+answer) while the last reload failed, with the reload_failed line's error.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from app import __version__
 
 if TYPE_CHECKING:
     from app.engine import Engine
-    from app.service.state import State
+    from app.service.state import ReloadFailure, State
     from app.store import Store
 
 HOURS_REFRESH = 1.0  # seconds the open/closed state is reused: opening hours have minute granularity
@@ -40,8 +43,10 @@ class HealthPage:
         self._body = STARTING
         self._store: dict[str, Any] | None = None
 
-    def render(self, engine: Engine | None, breaker: str, store: Store | None = None) -> tuple[bytes, int]:
-        """The body and status: 200 once the engine is built, 503 before."""
+    def render(self, engine: Engine | None, breaker: str, store: Store | None = None, *,
+               loaded_at: str | None = None, failure: ReloadFailure | None = None) -> tuple[bytes, int]:
+        """The body and status: 200 once the engine is built (degraded or not), 503 before. `loaded_at`: when
+        the engine's files were read; `failure`: the last reload's, if it failed."""
         if engine is None:
             return STARTING, 503
         now = self.clock()
@@ -51,9 +56,14 @@ class HealthPage:
             self._hours_until = now + HOURS_REFRESH
             self._engine, self._key = engine, None
         described = engine.describe()  # a few fields, some learned as the process runs (output mode, confidence)
-        key = (breaker, *described.items())
+        key = (breaker, loaded_at, failure, *described.items())
         if key != self._key:
-            body = {"status": "ok", "version": __version__, **described, "hours": self._hours, "breaker": breaker}
+            body: dict[str, Any] = {"status": "degraded" if failure else "ok", "version": __version__}
+            if failure is not None:
+                body["reload_failed"] = {"error": failure.error, "at": failure.at, "trigger": failure.trigger}
+            body["catalogue"] = {"file": str(engine.settings.destinations), "hash": engine.routing.catalogue_hash,
+                                 "loaded": loaded_at}
+            body.update({**described, "hours": self._hours, "breaker": breaker})
             if self._store is not None:
                 body["store"] = self._store
             self._body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -70,8 +80,9 @@ class Healthz:
 
     async def handle(self, request: Request) -> Response:
         breaker = self.state.runtime.breaker
-        body, status = self.page.render(self.state.engine, breaker.state if breaker and breaker.enabled else "off",
-                                        self.state.store)
+        state = self.state
+        body, status = self.page.render(state.engine, breaker.state if breaker and breaker.enabled else "off",
+                                        state.store, loaded_at=state.loaded_at, failure=state.reload_failure)
         return Response(body, status_code=status, media_type="application/json")
 
 

@@ -3,15 +3,18 @@
 With `serve --workers N` every worker writes its counters to prometheus-client's multiprocess directory
 (PROMETHEUS_MULTIPROC_DIR, prepared by `switchboard serve`), and a scrape of any worker adds them all up.
 Label values come from fixed sets only: a label made from request data would grow without bound.
+`switchboard_catalogue_info{hash}` is the one exception, and bounded: the hashes of the catalogues in force.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -30,6 +33,8 @@ BREAKER_STATES = {"off": 0, "closed": 0, "half_open": 1, "open": 2}
 RENDER_SPACING = 10
 STORE_ROWS = ("accepted", "written", "dropped", "rejected", "lost")  # StoreStats counters, as `result` labels
 MESSAGE_RESULTS = ("ingested", "dropped", "deferred", "failed")
+CATALOGUE_INFO = "switchboard_catalogue_info"
+NO_CONVERSATION = "no_conversation"  # a destination request with no caller words: answered with an error
 
 
 def _multiprocess() -> bool:
@@ -76,6 +81,14 @@ class Metrics:
                                          "the outcome Vapi's messages settled them to (reached, unreachable, hung_up, "
                                          "rerouted), once each",
                                          ["destination", "outcome"], registry=r)
+        # 1 for the hash of the catalogue in force ("livemax": in force in any live worker). A reload sets the
+        # old hash to 0, and 0s are left out of the page: with --workers N a series cannot be removed from the
+        # shared files, and an old catalogue must not look as if it were still in force.
+        self.catalogue = Gauge(CATALOGUE_INFO, "The catalogue in force, by its hash (as /healthz and every "
+                               "decision log line name it): 1", ["hash"], registry=r, multiprocess_mode="livemax")
+        self.reload_failures = Counter("switchboard_reload_failures", "Reloads that left the catalogue and prompt "
+                                       "in force as they were (a file could not be used)", registry=r)
+        self._catalogue_hash: str | None = None
         for result in STORE_ROWS:
             self.store_rows.labels(result)
         for result in MESSAGE_RESULTS:
@@ -97,6 +110,17 @@ class Metrics:
         self.store_buffered.set(stats.buffered)
         self.store_connected.set(1 if stats.connected else 0)
 
+    def catalogue_in_force(self, digest: str) -> None:
+        """The catalogue with hash `digest` now answers, in place of the one before (if any)."""
+        old, self._catalogue_hash = self._catalogue_hash, digest
+        if old == digest:
+            return
+        if old is not None:
+            self.catalogue.labels(old).set(0)
+            if not _multiprocess():  # prometheus-client cannot remove a series from the shared files
+                self.catalogue.remove(old)
+        self.catalogue.labels(digest).set(1)
+
     def breaker_changed(self, state: str) -> None:
         self.breaker.set(BREAKER_STATES[state])
 
@@ -117,13 +141,17 @@ class Metrics:
         if decision.score is not None:
             self.scores.labels(decision.router).observe(decision.score)
 
+    def no_conversation(self, kind: str) -> None:
+        """A destination request answered with an error because it held no caller words."""
+        self.decisions.labels(kind, "none", NO_CONVERSATION).inc()
+
     def render(self) -> bytes:
         started = time.monotonic()
         if started < self._fresh_until:
             return self._rendered
         if _multiprocess():
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(InForce(multiprocess.MultiProcessCollector(None)))  # type: ignore[no-untyped-call]
             self._rendered = generate_latest(registry)
         else:
             self._rendered = generate_latest(self.registry)
@@ -135,6 +163,19 @@ class Metrics:
     def process_exited() -> None:
         if _multiprocess():
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class InForce(Collector):
+    """The workers' shared metrics, without the 0s of catalogues no longer in force."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.collector.collect():
+            if metric.name == CATALOGUE_INFO:
+                metric.samples = [s for s in metric.samples if s.value]
+            yield metric
 
 
 class MetricsPage:

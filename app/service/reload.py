@@ -2,7 +2,8 @@
 
 Files are read and compiled in a worker thread, and the new engine is swapped in on the event loop with one
 assignment, so a request sees the old engine or the new one, never a mix, and never waits for a compile. A file
-that cannot be used leaves the old ones in force.
+that cannot be used leaves the old ones in force, and /healthz says "degraded" with its error until a reload
+succeeds.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from app.engine import Engine, build_engine
 from app.errors import UserError
 from app.loading import load_routing
 from app.logs import event
-from app.service.state import State
+from app.service.state import ReloadFailure, State, utc_now
 from app.settings import Settings
+
+ERROR_CHARS = 1000  # of a failed reload's error, in its log line and /healthz (a catalogue's errors can be many)
 
 
 def stamps(settings: Settings) -> tuple[float, float]:
@@ -49,15 +52,25 @@ def _build(state: State) -> tuple[tuple[float, float], Engine | Exception | None
 def _swap(state: State, logger: logging.Logger, trigger: str, built: Engine | Exception | None,
           seconds: float) -> bool:
     if isinstance(built, Exception):
-        kept = state.engine.routing.prompt.hash if state.engine else None
-        event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=str(built), kept_prompt_hash=kept)
+        error = bounded(str(built), ERROR_CHARS)
+        kept = state.engine.routing if state.engine else None
+        state.reload_failure = ReloadFailure(error, utc_now(), trigger)
+        state.metrics.reload_failures.inc()
+        event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=error,
+              kept_catalogue_hash=kept and kept.catalogue_hash, kept_prompt_hash=kept and kept.prompt.hash)
         return False
+    state.reload_failure = None  # the files as they are now work (changed or not): no longer degraded
     if built is None:
         event(logger, "reloaded", trigger=trigger, unchanged=True, seconds=round(seconds, 3))
         return True
     state.engine = built  # one assignment: a request sees the old engine or the new one, never a mix
-    event(logger, "reloaded", trigger=trigger, seconds=round(seconds, 3), **built.describe())
+    event(logger, "reloaded", trigger=trigger, seconds=round(seconds, 3), catalogue_hash=built.routing.catalogue_hash,
+          **built.describe())
     return True
+
+
+def bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def reload(state: State, logger: logging.Logger, trigger: str) -> bool:

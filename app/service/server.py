@@ -7,19 +7,28 @@
 - At most SWITCHBOARD_MAX_CONNECTIONS connections and requests at once (uvicorn's limit_concurrency answers
   503 beyond it), never more than the file-descriptor limit can hold: each request may also hold model
   connections. The soft descriptor limit is raised to the hard one at start-up, as Go and nginx do.
-- With --workers N, metrics are shared through prometheus-client's multiprocess directory.
+- With --workers N, metrics are shared through prometheus-client's multiprocess directory, and SIGHUP reloads
+  every worker in place (uvicorn's supervisor would replace them all).
+- Workers are new processes that read their settings from the environment (app/service/asgi.py): `serve`
+  puts there what its flags gave, and says that it has already warned about unknown settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from app.errors import UserError
 
@@ -29,6 +38,11 @@ if TYPE_CHECKING:
 FDS_PER_REQUEST = 3  # the caller's connection, the model request and a hedged one
 FDS_RESERVED = 64  # files, the listening socket, the event loop, logs
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable, read when it is imported
+# Set by `serve` for its workers: the unknown-setting warnings were printed once, by serve. Not SWITCHBOARD_*:
+# it is no setting, and would be warned about as one.
+WARNED_ENV = "_SWITCHBOARD_SETTINGS_CHECKED"
+FILE_SETTINGS = {"destinations": "SWITCHBOARD_DESTINATIONS", "prompt": "SWITCHBOARD_PROMPT"}
+APP = "app.service.asgi:build"
 
 
 class ServeError(UserError):
@@ -127,3 +141,68 @@ def uvicorn_options(settings: Settings, fd_limit: int) -> dict[str, Any]:
         # just closed (its default of 5 s causes sporadic 502s behind one).
         "timeout_keep_alive": 75,
     }
+
+
+def hand_to_workers(settings: Settings) -> None:
+    """What the worker processes must read as this process did: the catalogue and prompt files (perhaps from
+    --catalogue and --prompt), as absolute paths, and that the settings were checked and warned about here."""
+    for name, variable in FILE_SETTINGS.items():
+        # absolute(), not resolve(): a catalogue mounted through a symlink (a Kubernetes ConfigMap swaps its
+        # target) must be read through the link on reload, not pinned to the target it had at start.
+        os.environ[variable] = str(Path(getattr(settings, name)).absolute())
+    os.environ[WARNED_ENV] = "1"
+
+
+def listening_line(host: str, port: int, workers: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    processes = f" ({workers} worker processes)" if workers > 1 else ""
+    return f"Switchboard listening on http://{shown}:{port}{processes} — POST /webhook, GET /healthz, GET /metrics"
+
+
+def run(settings: Settings, workers: int, options: dict[str, Any], announce: Callable[[str], None]) -> None:
+    """Serve until stopped: bind the port, `announce` the address, then one server in this process, or a
+    supervisor of `workers` processes. What uvicorn.run does, with SIGHUP reloading workers in place."""
+    config = uvicorn.Config(APP, factory=True, host=settings.host, port=settings.port, workers=workers, **options)
+    sock = config.bind_socket()
+    announce(listening_line(settings.host, settings.port, workers))
+    try:
+        if workers > 1:
+            Supervisor(config, sockets=[sock]).run()
+            return
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        return
+    finally:
+        sock.close()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE: the app did not start (its log line says why)
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of --workers N (it restarts dead workers, stops them all on Ctrl-C and SIGTERM),
+    but SIGHUP is passed on to each worker, which reloads its catalogue and prompt in place (app/service/
+    lifespan.py), instead of uvicorn's restart of every worker (which lost the worker's breaker, learned model
+    traits and warm connections, and logged `started` twice, never `reloaded`)."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self.hup_pending: set[int] = set()  # workers owed a SIGHUP: not serving yet when it came
+
+    def handle_hup(self) -> None:
+        self.hup_pending = {p.pid for p in self.processes if p.pid is not None}
+        self.forward_hup()
+
+    def keep_subprocess_alive(self) -> None:  # every half second, from the supervisor's loop
+        super().keep_subprocess_alive()
+        if self.hup_pending:
+            self.forward_hup()
+
+    def forward_hup(self) -> None:
+        for process in self.processes:
+            # A worker installs its SIGHUP handler before it reports ready; before that the signal would end it.
+            if process.pid in self.hup_pending and process.is_ready(timeout=1):
+                with contextlib.suppress(OSError):  # it has just exited: its replacement reads the files afresh
+                    os.kill(process.pid, signal.SIGHUP)
+                self.hup_pending.discard(process.pid)
+        self.hup_pending &= {p.pid for p in self.processes}  # a replaced worker reads the files as they are now

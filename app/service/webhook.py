@@ -19,11 +19,13 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from app.catalogue.destinations import HANDOFF, TRANSFER
 from app.dataset.recording import Recorder
 from app.decision.decider import Decision
 from app.engine import Engine
 from app.logs import LOGGER, event, request_id
 from app.service.auth import Authenticator, AuthError
+from app.service.metrics import NO_CONVERSATION
 from app.service.protocol import ARRIVED
 from app.service.state import State
 from app.vapi.conversation import NoConversation
@@ -93,7 +95,9 @@ class Webhook:
         try:
             query = engine.query(destination_request)
         except NoConversation as exc:
-            event(self.logger, "decision", type=kind, outcome="no_conversation", call_id=destination_request.call_id)
+            event(self.logger, "decision", type=kind, outcome=NO_CONVERSATION, call_id=destination_request.call_id,
+                  catalogue_hash=engine.routing.catalogue_hash)
+            self.metrics.no_conversation(HANDOFF if destination_request.is_handoff else TRANSFER)
             return self.reply(kind, 200, {"error": str(exc)})
         decision = await engine.decider.decide(query, started)
         fields = decision_fields(decision, destination_request, engine)
@@ -167,10 +171,11 @@ def check_content_type(request: Request) -> None:
 
 
 def decision_fields(decision: Decision, request: DestinationRequest, engine: Engine) -> dict[str, Any]:
-    """The decision's log line."""
+    """The decision's log line (serve's, and `switchboard route`'s: the same fields)."""
     assistant = request.assistant
     return {
         "type": request.type, "call_id": request.call_id,
+        "catalogue_hash": engine.routing.catalogue_hash,  # the catalogue in force, as /healthz and metrics name it
         "assistant": (assistant.name or assistant.id) if assistant else None,
         "chosen": decision.chosen, "candidate": decision.candidate, "answered": decision.answered,
         "closed": decision.closed, "timestamp_ignored": request.timestamp_ignored,
