@@ -27,7 +27,7 @@ def serve(host: str | None, port: int | None, workers: int, catalogue: Path | No
     \b
     Examples:
       switchboard serve
-      switchboard serve --catalogue my-destinations.json --prompt prompts/route.md
+      switchboard serve --catalogue destinations.json --prompt prompts/route.md
       switchboard serve --host 0.0.0.0 --port 8080 --workers 2
       SWITCHBOARD_SECRET=$(openssl rand -hex 32) switchboard serve
       curl -s localhost:8000/healthz                      # from a second terminal
