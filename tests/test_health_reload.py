@@ -9,6 +9,7 @@ import ast
 import datetime as dt
 import json
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -249,5 +250,8 @@ def test_serve_says_where_it_listens_passes_its_files_and_warns_once(tmp_path, c
         text = log.read_text()
         assert f"Switchboard listening on http://127.0.0.1:{service.port}" in text
         assert text.count("SWITCHBOARD_TIMOUT") == 1 and "did you mean SWITCHBOARD_TIMEOUT" in text
+        service.proc.send_signal(signal.SIGINT)  # Ctrl-C still stops the supervisor and, cleanly, its workers
+        assert service.proc.wait(timeout=20) == 0
+        assert {line["pid"] for line in wait_for(log, "store_closed", 2)} == {line["pid"] for line in started}
     finally:
         service.stop()

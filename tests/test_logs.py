@@ -84,3 +84,13 @@ def test_text_traces_cannot_start_an_event_line():
 def test_json_lines_escape_the_line_separators_json_leaves_alone():
     line = _Formatter("json").format(record(call_id="a\u2028b\u2029c\x85d"))
     assert len(line.splitlines()) == 1 and json.loads(line)["call_id"] == "a\u2028b\u2029c\x85d"
+
+
+def test_every_line_names_its_process():
+    """Reported: with serve --workers 2 nothing told which worker wrote a line."""
+    import os
+
+    data = json.loads(_Formatter("json").format(record(outcome="routed")))
+    assert data["pid"] == os.getpid() and list(data)[:4] == ["ts", "level", "event", "pid"]
+    line = _Formatter("text").format(record(outcome="routed"))
+    assert f" [{os.getpid()}] decision outcome=routed" in line

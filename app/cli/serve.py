@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -51,6 +52,8 @@ def serve(host: str | None, port: int | None, workers: int, catalogue: Path | No
                    hint="raise the open-file limit (ulimit -n, or LimitNOFILE= in systemd)")
     server.hand_to_workers(settings)  # the workers (new processes) read the settings from the environment
     try:
-        server.run(settings, workers, options, announce=click.echo)  # the address on stdout; logs go to stderr
+        started = server.run(settings, workers, options, announce=click.echo)  # the address on stdout, logs on stderr
     finally:
         server.cleanup_metrics_dir(metrics_dir, made)
+    if not started:
+        sys.exit(3)  # as uvicorn.run does when the app fails at start-up (its log line says why)

@@ -159,24 +159,24 @@ def listening_line(host: str, port: int, workers: int) -> str:
     return f"Switchboard listening on http://{shown}:{port}{processes} — POST /webhook, GET /healthz, GET /metrics"
 
 
-def run(settings: Settings, workers: int, options: dict[str, Any], announce: Callable[[str], None]) -> None:
+def run(settings: Settings, workers: int, options: dict[str, Any], announce: Callable[[str], None]) -> bool:
     """Serve until stopped: bind the port, `announce` the address, then one server in this process, or a
-    supervisor of `workers` processes. What uvicorn.run does, with SIGHUP reloading workers in place."""
+    supervisor of `workers` processes. What uvicorn.run does, with SIGHUP reloading workers in place. False:
+    the single server never started (the app failed at start-up; its log line says why)."""
     config = uvicorn.Config(APP, factory=True, host=settings.host, port=settings.port, workers=workers, **options)
     sock = config.bind_socket()
     announce(listening_line(settings.host, settings.port, workers))
     try:
         if workers > 1:
             Supervisor(config, sockets=[sock]).run()
-            return
+            return True
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
+        return server.started
     except KeyboardInterrupt:
-        return
+        return True
     finally:
         sock.close()
-    if not server.started:
-        sys.exit(3)  # uvicorn's STARTUP_FAILURE: the app did not start (its log line says why)
 
 
 class Supervisor(Multiprocess):
