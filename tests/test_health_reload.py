@@ -161,6 +161,38 @@ def test_every_list_of_outcomes_in_the_docs_is_complete():
     assert lists >= 1
 
 
+def test_a_worker_still_starting_gets_the_sighup_once_it_serves(monkeypatch):
+    """Before a worker serves, its SIGHUP handler is not installed and the signal would end it: the supervisor
+    holds the signal for it, and a worker that was replaced meanwhile reads the files afresh."""
+    from app.service import server
+
+    class Worker:
+        def __init__(self, pid: int, ready: bool) -> None:
+            self.pid, self.ready = pid, ready
+
+        def is_ready(self, timeout: float) -> bool:
+            return self.ready
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(server.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    supervisor = server.Supervisor.__new__(server.Supervisor)  # without __init__: it takes this process's signals
+    serving, starting = Worker(101, True), Worker(102, False)
+    supervisor.processes = [serving, starting]
+    supervisor.handle_hup()
+    assert sent == [(101, signal.SIGHUP)] and supervisor.hup_pending == {102}
+    supervisor.forward_hup()
+    assert sent == [(101, signal.SIGHUP)]
+    starting.ready = True
+    supervisor.forward_hup()
+    assert sent == [(101, signal.SIGHUP), (102, signal.SIGHUP)] and supervisor.hup_pending == set()
+    starting.ready = False
+    supervisor.handle_hup()
+    assert supervisor.hup_pending == {102}
+    supervisor.processes = [serving, Worker(103, True)]  # 102 died before it was ready: 103 reads the files anew
+    supervisor.forward_hup()
+    assert supervisor.hup_pending == set() and (103, signal.SIGHUP) not in sent
+
+
 # --- serve, as a process ---------------------------------------------------------------------------------------
 
 
