@@ -164,7 +164,7 @@ def test_every_list_of_outcomes_in_the_docs_is_complete():
 def test_a_worker_still_starting_gets_the_sighup_once_it_serves(monkeypatch):
     """Before a worker serves, its SIGHUP handler is not installed and the signal would end it: the supervisor
     holds the signal for it, and a worker that was replaced meanwhile reads the files afresh."""
-    from app.service import server
+    from app.service import supervisor as workers
 
     class Worker:
         def __init__(self, pid: int, ready: bool) -> None:
@@ -174,8 +174,8 @@ def test_a_worker_still_starting_gets_the_sighup_once_it_serves(monkeypatch):
             return self.ready
 
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(server.os, "kill", lambda pid, sig: sent.append((pid, sig)))
-    supervisor = server.Supervisor.__new__(server.Supervisor)  # without __init__: it takes this process's signals
+    monkeypatch.setattr(workers.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    supervisor = workers.Supervisor.__new__(workers.Supervisor)  # without __init__: it takes this process's signals
     serving, starting = Worker(101, True), Worker(102, False)
     supervisor.processes = [serving, starting]
     supervisor.handle_hup()

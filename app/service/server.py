@@ -8,27 +8,22 @@
   503 beyond it), never more than the file-descriptor limit can hold: each request may also hold model
   connections. The soft descriptor limit is raised to the hard one at start-up, as Go and nginx do.
 - With --workers N, metrics are shared through prometheus-client's multiprocess directory, and SIGHUP reloads
-  every worker in place (uvicorn's supervisor would replace them all).
+  every worker in place (app/service/supervisor.py; uvicorn's own supervisor would replace them all).
 - Workers are new processes that read their settings from the environment (app/service/asgi.py): `serve`
   puts there what its flags gave, and says that it has already warned about unknown settings.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import uvicorn
-from uvicorn.supervisors.multiprocess import Multiprocess
 
 from app.errors import UserError
 
@@ -163,6 +158,10 @@ def run(settings: Settings, workers: int, options: dict[str, Any], announce: Cal
     """Serve until stopped: bind the port, `announce` the address, then one server in this process, or a
     supervisor of `workers` processes. What uvicorn.run does, with SIGHUP reloading workers in place. False:
     the single server never started (the app failed at start-up; its log line says why)."""
+    import uvicorn  # here: `switchboard check` imports this module too, and stays quick
+
+    from app.service.supervisor import Supervisor
+
     config = uvicorn.Config(APP, factory=True, host=settings.host, port=settings.port, workers=workers, **options)
     sock = config.bind_socket()
     announce(listening_line(settings.host, settings.port, workers))
@@ -177,32 +176,3 @@ def run(settings: Settings, workers: int, options: dict[str, Any], announce: Cal
         return True
     finally:
         sock.close()
-
-
-class Supervisor(Multiprocess):
-    """uvicorn's supervisor of --workers N (it restarts dead workers, stops them all on Ctrl-C and SIGTERM),
-    but SIGHUP is passed on to each worker, which reloads its catalogue and prompt in place (app/service/
-    lifespan.py), instead of uvicorn's restart of every worker (which lost the worker's breaker, learned model
-    traits and warm connections, and logged `started` twice, never `reloaded`)."""
-
-    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
-        super().__init__(config, sockets)
-        self.hup_pending: set[int] = set()  # workers owed a SIGHUP: not serving yet when it came
-
-    def handle_hup(self) -> None:
-        self.hup_pending = {p.pid for p in self.processes if p.pid is not None}
-        self.forward_hup()
-
-    def keep_subprocess_alive(self) -> None:  # every half second, from the supervisor's loop
-        super().keep_subprocess_alive()
-        if self.hup_pending:
-            self.forward_hup()
-
-    def forward_hup(self) -> None:
-        for process in self.processes:
-            # A worker installs its SIGHUP handler before it reports ready; before that the signal would end it.
-            if process.pid in self.hup_pending and process.is_ready(timeout=1):
-                with contextlib.suppress(OSError):  # it has just exited: its replacement reads the files afresh
-                    os.kill(process.pid, signal.SIGHUP)
-                self.hup_pending.discard(process.pid)
-        self.hup_pending &= {p.pid for p in self.processes}  # a replaced worker reads the files as they are now
