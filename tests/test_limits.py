@@ -176,8 +176,8 @@ def serve(args: list[str], env: dict[str, str] | None = None):
 
 
 @pytest.mark.parametrize(("args", "env", "words"), [
-    (["--port", "99999"], {}, "SWITCHBOARD_PORT=99999"),
-    (["--port", "0"], {}, "SWITCHBOARD_PORT=0"),
+    (["--port", "99999"], {}, "--port 99999"),
+    (["--port", "0"], {}, "--port 0"),
     ([], {"SWITCHBOARD_PORT": "abc"}, "SWITCHBOARD_PORT='abc'"),
     ([], {"SWITCHBOARD_HOST": "no-such-host.invalid"}, "cannot listen on 'no-such-host.invalid'"),
 ])
