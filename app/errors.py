@@ -7,6 +7,8 @@ below the CLI exits the process.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,24 @@ if TYPE_CHECKING:
 class UserError(Exception):
     """Something the user can fix (a setting, the catalogue, the prompt, a request body, a dataset, a directory):
     the message tells the user the fix."""
+
+
+GUESS_CHARS = 100  # difflib's cost grows with the product of the lengths: a longer word is no typo of a name
+
+
+def nearest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The choice a misspelt `word` most likely meant, if one is close enough (difflib's ratio >= cutoff)."""
+    if len(word) > GUESS_CHARS:
+        return None
+    matches = difflib.get_close_matches(word, [c for c in choices if len(c) <= GUESS_CHARS], 1, cutoff)
+    return matches[0] if matches else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
+    """" (did you mean 'x'?)" after a misspelt word, or "" when nothing is close: every "did you mean" the
+    user sees (settings, catalogue fields and values, ids typed while labelling) is worded by this."""
+    guess = nearest(word, choices, cutoff)
+    return f" (did you mean {guess!r}?)" if guess is not None else ""
 
 
 @dataclass(frozen=True, slots=True)
