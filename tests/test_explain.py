@@ -76,7 +76,7 @@ def test_route_explain_names_the_window_scores_open_entries_left_out_and_answer(
     assert "Decided as of Mon 24 Nov 2025 21:30 (America/Los_Angeles)" in out
     open_line = next(line for line in out.splitlines() if line.startswith("  open: "))
     assert "front_desk" in open_line and "billing" not in open_line and "sales" not in open_line
-    assert "billing (it opens Tue 08:00 (America/Los_Angeles); after hours: front_desk)" in out
+    assert "billing (it opens tomorrow at 8:00 AM (America/Los_Angeles); after hours: front_desk)" in out
     assert "  1. billing  score " in out and "words: " in out and "confidence " in out
     assert "billing was closed then" in out and "answered: front_desk" in out
     assert out.rstrip().splitlines()[-1].startswith('Answer sent to Vapi: {"destination": ')

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -42,11 +43,32 @@ def test_open_and_closed(when, is_open):
     assert parse_hours(PHARMACY, None).is_open(at(when)) is is_open
 
 
-def test_when_it_opens_in_words():
+def test_when_it_opens_for_the_operator_is_the_callers_words_and_the_zone():
+    """check, /healthz and route --explain say what a caller is told (one way to put a day into words), with
+    the calendar's time zone: never a weekday for tomorrow there and 'tomorrow' to the caller."""
     hours = parse_hours(PHARMACY, None)
-    assert hours.opens_text(at("2026-12-06T11:00")) == "it opens Mon 09:00 (America/Los_Angeles)"
-    assert hours.opens_text(at("2026-12-01T12:45")) == "it opens today 13:30 (America/Los_Angeles)"
-    assert hours.opens_text(at("2026-12-24T19:00")) == "it opens Sat 10:00 (America/Los_Angeles)"  # skips the 25th
+    assert hours.opens_text(at("2026-12-06T11:00")) == "it opens tomorrow at 9:00 AM (America/Los_Angeles)"
+    assert hours.opens_text(at("2026-12-01T12:45")) == "it opens today at 1:30 PM (America/Los_Angeles)"
+    assert hours.opens_text(at("2026-12-24T19:00")) == \
+        "it opens on Saturday at 10:00 AM (America/Los_Angeles)"  # skips the 25th
+    assert hours.opens_sentence(at("2026-12-24T19:00")) == "it opens on Saturday at 10:00 AM"
+    for when in ("2026-12-06T11:00", "2026-12-01T12:45", "2026-12-05T15:00", "2026-12-24T19:00"):
+        assert hours.opens_text(at(when)) == f"it opens {hours.spoken_opening(at(when))} (America/Los_Angeles)"
+    never = parse_hours({"timezone": "UTC", "open": {"mon": "09:00-10:00"},
+                         "closed": [str(dt.date(2026, 12, 7) + dt.timedelta(weeks=w)) for w in range(60)]}, None)
+    assert never.opens_text(dt.datetime(2026, 12, 6, tzinfo=dt.UTC)) == "it has no opening time in the coming year"
+
+
+def test_when_it_opens_does_not_follow_the_process_locale(monkeypatch):
+    """strftime's %a and %b follow the process's locale: with LC_TIME French, 'Mon 09:00' was 'lun. 09:00'.
+    datetime.strftime formats through time.strftime, so one that answers in another language shows any use."""
+    hours = parse_hours({"timezone": "Europe/Paris", "open": {"mon": "09:00-12:00"},
+                         "closed": ["2026-12-07"]}, None)
+    moments = [at(when, ZoneInfo("Europe/Paris")) for when in ("2026-12-06T10:00", "2026-12-09T10:00")]
+    words = [(hours.opens_text(m), hours.spoken_opening(m)) for m in moments]
+    assert words[0][1] == "on Monday, December 14 at 9:00 AM" and words[1][1] == "on Monday at 9:00 AM"
+    monkeypatch.setattr(time, "strftime", lambda *args: "lun. déc.")
+    assert [(hours.opens_text(m), hours.spoken_opening(m)) for m in moments] == words
 
 
 @pytest.mark.parametrize(("when", "spoken"), [
@@ -195,6 +217,40 @@ def test_closed_at_night_with_nowhere_to_go_says_when_it_opens(service_factory, 
     assert body == {"error": "billing is closed now; it opens tomorrow at 8:00 AM"}
     log = decision_logs(log_records)[-1]
     assert log["outcome"] == "closed" and log["answered"] is None
+
+
+NIGHT = "2026-12-01T23:30"  # a Tuesday: billing, moving and (with_front_desk_hours) the front desk are closed
+GIBBERISH = [("user", "zxqv blorf")]  # nothing in the catalogue: the offline router answers none
+
+
+@pytest.mark.parametrize(("path", "turns", "error"), [
+    ("offline router", BILLING_CALL, "billing is closed now; it opens tomorrow at 8:00 AM"),
+    ("offline no_match, the catalogue's fallback", GIBBERISH, "front desk is closed now; it opens tomorrow at 7:00 AM"),
+    ("LLM", BILLING_CALL, "billing is closed now; it opens tomorrow at 8:00 AM"),
+    ("LLM none, the catalogue's fallback", BILLING_CALL, "front desk is closed now; it opens tomorrow at 7:00 AM"),
+    ("LLM failed, offline rescue", BILLING_CALL, "billing is closed now; it opens tomorrow at 8:00 AM"),
+    ("LLM failed, fallback rescue", BILLING_CALL, "front desk is closed now; it opens tomorrow at 7:00 AM"),
+    ("offline router, handoff", BILLING_CALL, "billing is closed now; it opens tomorrow at 8:00 AM"),
+])
+def test_every_path_that_answers_closed_says_when_in_spoken_words(path, turns, error, service_factory, llm_service,
+                                                                  fake, catalogue_path, log_records):
+    """The error is read out to the caller: 'tomorrow at 8:00 AM', never the operator's 'Wed 08:00 (zone)'."""
+    from tests.fake_openai import status
+    from tests.vapi_payloads import handoff_request
+
+    with_front_desk_hours(catalogue_path)
+    fake.default = {"LLM": answer("billing"), "LLM none, the catalogue's fallback": answer("none")}.get(
+        path, status(500))
+    if path.startswith("LLM"):
+        failure = "offline" if "offline rescue" in path else "fallback" if "fallback rescue" in path else "error"
+        service = llm_service(on_llm_failure=failure, max_attempts=1)
+    else:
+        service = service_factory(router="offline")
+    body = handoff_request(turns, {}) if "handoff" in path else transfer_request(turns)
+    body["message"]["timestamp"] = int(at(NIGHT).timestamp() * 1000)
+    assert service.post(body).json() == {"error": error}
+    log = decision_logs(log_records)[-1]
+    assert log["closed"] == error.split(" is closed")[0].replace(" ", "_") and log["answered"] is None
 
 
 def test_a_chain_of_after_hours(service_factory, catalogue_path):

@@ -295,7 +295,4 @@ def _spoken(entry_id: str) -> str:
 
 def _opens(hours: Hours | None, at: dt.datetime) -> str:
     """'it opens tomorrow at 8:00 AM', for the error a voice assistant reads to the caller."""
-    spoken = hours.spoken_opening(at) if hours is not None else None
-    if spoken is None:
-        return "it has no opening time in the coming year" if hours is not None else "it cannot be reached now"
-    return f"it opens {spoken}"
+    return hours.opens_sentence(at) if hours is not None else "it cannot be reached now"

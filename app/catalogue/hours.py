@@ -33,6 +33,7 @@ MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "
                "November", "December")
 _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 LOOK_AHEAD_DAYS = 400  # how far to look for the next opening (a year of holidays, at most)
+NO_OPENING = "it has no opening time in the coming year"
 # The instants the hours code works with: far enough inside datetime's own range (years 1 to 9999) that a time
 # zone's offset and a year of looking ahead never leave it (an OverflowError there was a 500 to a live caller).
 EARLIEST = dt.datetime(2, 1, 1, tzinfo=dt.UTC)
@@ -77,22 +78,22 @@ class Hours:
         return None
 
     def opens_text(self, at: dt.datetime) -> str:
-        """'it opens Mon 09:00 (America/Los_Angeles)', for the voice assistant to tell the caller."""
-        when = self.next_opening(at)
-        if when is None:
-            return "it has no opening time in the coming year"
-        local_now = _within(at).astimezone(self.zone)
-        day = when.strftime("%a")
-        if when.date() == local_now.date():
-            day = "today"
-        elif (when.date() - local_now.date()).days >= 7:
-            day = f"{when.strftime('%a')} {when.day} {when.strftime('%b')}"
-        return f"it opens {day} {when.strftime('%H:%M')} ({self.timezone})"
+        """For the operator (check, /healthz, `route --explain`): what a caller is told, with the calendar's time
+        zone, 'it opens tomorrow at 9:00 AM (America/Los_Angeles)'. Built from spoken_opening, so the two never
+        disagree on the day."""
+        spoken = self.spoken_opening(at)
+        return NO_OPENING if spoken is None else f"it opens {spoken} ({self.timezone})"
+
+    def opens_sentence(self, at: dt.datetime) -> str:
+        """What the error answered to Vapi says, read out to the caller: 'it opens tomorrow at 9:00 AM'."""
+        spoken = self.spoken_opening(at)
+        return NO_OPENING if spoken is None else f"it opens {spoken}"
 
     def spoken_opening(self, at: dt.datetime) -> str | None:
         """When it opens next, as a caller is told it, in this calendar's time zone: 'today at 1:30 PM',
         'tomorrow at 8:00 AM', 'on Monday at 9:00 AM', 'on Monday, January 4 at 9:00 AM' (a week or more
-        ahead); None if it does not open within a year."""
+        ahead); None if it does not open within a year. The one place a day is put into words: names from
+        DAY_NAMES/MONTH_NAMES, never strftime, whose names follow the process's locale."""
         when = self.next_opening(at)
         if when is None:
             return None
