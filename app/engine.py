@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -111,11 +112,18 @@ class Engine:
     async def decide(self, request: DestinationRequest, started: float | None = None) -> Decision:
         return await self.decider.decide(self.query(request), started)
 
+    def files(self) -> dict[str, Any]:
+        """The catalogue and prompt in force, as the started and reloaded log lines name them: flat, as every
+        decision line names them (catalogue_hash, prompt, prompt_hash), each file by its full path (the prompt's:
+        the operator's, or the packaged one it fell back to). /healthz shows only the files' names."""
+        prompt = self.routing.prompt
+        return {"catalogue_file": str(Path(self.settings.destinations).absolute()),
+                "catalogue_hash": self.routing.catalogue_hash, "prompt": prompt.name,
+                "prompt_file": str(Path(prompt.path).absolute()), "prompt_hash": prompt.hash}
+
     def describe(self) -> dict[str, Any]:
+        """The router and what it learned of its model server, and the catalogue's size (/healthz, log lines)."""
         out: dict[str, Any] = {"router": self.router.name, "why": self.why, "model": self.router.model,
-                               "prompt": self.routing.prompt.name, "prompt_hash": self.routing.prompt.hash,
-                               # the file in force: the operator's, or the packaged one it fell back to
-                               "prompt_file": str(self.routing.prompt.path),
                                "destinations": len(self.catalogue.entries)}
         if isinstance(self.router, LLMRouter):
             out["output_mode"] = self.router.mode

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
+import logging
 import re
 import signal
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import httpx2
 
 from app.loading import catalogue_digest
+from app.service.reload import reload
 from tests.conftest import ROOT, decision_logs, poll
 from tests.service_process import ServiceProcess
 from tests.vapi_payloads import transfer_request
@@ -51,7 +53,7 @@ def test_a_failed_reload_is_degraded_until_a_good_one(service_factory, catalogue
     first = health().json()
     old_hash = catalogue_digest(catalogue_path.read_bytes())
     assert first["status"] == "ok" and "reload_failed" not in first
-    assert first["catalogue"]["file"] == str(catalogue_path) and first["catalogue"]["hash"] == old_hash
+    assert first["catalogue"]["file"] == "destinations.json" and first["catalogue"]["hash"] == old_hash
     loaded = dt.datetime.fromisoformat(first["catalogue"]["loaded"])
     assert loaded.utcoffset() == dt.timedelta(0) and abs(dt.datetime.now(dt.UTC) - loaded).total_seconds() < 60
 
@@ -61,7 +63,9 @@ def test_a_failed_reload_is_degraded_until_a_good_one(service_factory, catalogue
     assert degraded.status_code == 200  # the old catalogue still answers
     failed = next(r for r in log_records if r.getMessage() == "reload_failed").fields  # type: ignore[attr-defined]
     body = degraded.json()
-    assert body["reload_failed"]["error"] == failed["error"] and "destinations[0] (id 'x')" in failed["error"]
+    assert "destinations[0] (id 'x')" in failed["error"] and failed["failed"] == "catalogue"
+    assert body["reload_failed"]["what"] == "catalogue" and body["reload_failed"]["file"] == "destinations.json"
+    assert body["reload_failed"]["error"] == "see the reload_failed log line"
     assert body["reload_failed"]["trigger"] == "file changed" and failed["kept_catalogue_hash"] == old_hash
     assert body["catalogue"] == first["catalogue"]  # still the one in force
     assert service.post(BILLING).json()["destination"]["number"] == "+14155550142"
@@ -86,6 +90,40 @@ def test_a_failed_reload_is_degraded_until_a_good_one(service_factory, catalogue
     assert decision_logs(log_records)[-1]["catalogue_hash"] == new_hash
     reloaded = [r.fields for r in log_records if r.getMessage() == "reloaded"]  # type: ignore[attr-defined]
     assert reloaded[-1]["catalogue_hash"] == new_hash
+
+
+def test_the_health_page_quotes_no_file_and_no_server_path_after_a_failed_reload(service_factory, catalogue_path,
+                                                                                prompt_path, log_records):
+    """Reported: /healthz (no credentials) gave a failed reload's whole error, which quoted a SIP URI's password,
+    and the files' absolute paths. It names the file that failed; the error is on the log line only."""
+    service = service_factory(router="offline")
+    first = service.client.get("/healthz").json()
+    assert first["catalogue"]["file"] == "destinations.json" and first["prompt"]["file"] == "route.md"
+    assert set(first["catalogue"]) == {"file", "hash", "loaded"}  # one shape for both files
+    assert set(first["prompt"]) == {"name", "file", "hash", "loaded"} and first["prompt"]["name"] == "route"
+    started = next(r for r in log_records if r.getMessage() == "started").fields  # type: ignore[attr-defined]
+    assert started["catalogue_file"] == str(catalogue_path) and started["prompt_file"] == str(prompt_path)
+    assert (started["catalogue_hash"], started["prompt_hash"]) == (first["catalogue"]["hash"], first["prompt"]["hash"])
+
+    original = catalogue_path.read_bytes()
+    data = json.loads(original)
+    data["destinations"][0]["destination"] = {"type": "sip", "sipUri": "admin:S3cretPassw0rd@pbx.example.com"}
+    catalogue_path.write_text(json.dumps(data))
+    reload(service.state, logging.getLogger("switchboard"), "SIGHUP")  # as SIGHUP does, in this thread
+    page = service.client.get("/healthz").text
+    body = json.loads(page)
+    assert body["status"] == "degraded" and body["reload_failed"]["what"] == "catalogue"
+    assert "S3cretPassw0rd" not in page and str(catalogue_path.parent) not in page
+    failed = [r.fields for r in log_records if r.getMessage() == "reload_failed"]  # type: ignore[attr-defined]
+    assert "S3cretPassw0rd" in failed[-1]["error"]  # the operator's own log keeps the whole error
+
+    catalogue_path.write_bytes(original)
+    prompt_path.write_text("no front matter")
+    reload(service.state, logging.getLogger("switchboard"), "SIGHUP")
+    page = service.client.get("/healthz").text
+    body = json.loads(page)
+    assert body["reload_failed"]["what"] == "prompt" and body["reload_failed"]["file"] == "route.md"
+    assert str(prompt_path.parent) not in page and body["prompt"] == first["prompt"]
 
 
 def test_every_decision_line_names_the_catalogue_and_no_conversation_is_counted(service_factory, log_records):
@@ -116,10 +154,10 @@ def test_the_health_page_is_still_rendered_once_while_degraded():
     settings = Settings(destinations=ROOT / "destinations.json", prompt=ROOT / "prompts/route.md", router="offline")
     engine = build_engine(settings, load_routing(settings), None)
     page = HealthPage(clock=lambda: 0.0)
-    failure = ReloadFailure("destinations.json: not valid JSON", "2026-01-01T00:00:00Z", "SIGHUP")
+    failure = ReloadFailure("catalogue", "destinations.json", "2026-01-01T00:00:00Z", "SIGHUP")
     first, status = page.render(engine, "closed", loaded_at="2026-01-01T00:00:00Z", failure=failure)
     again, _ = page.render(engine, "closed", loaded_at="2026-01-01T00:00:00Z",
-                           failure=ReloadFailure(failure.error, failure.at, failure.trigger))
+                           failure=ReloadFailure(failure.what, failure.file, failure.at, failure.trigger))
     assert status == 200 and again is first and json.loads(first)["status"] == "degraded"
     ok, _ = page.render(engine, "closed", loaded_at="2026-01-01T00:00:00Z")
     assert json.loads(ok)["status"] == "ok" and "reload_failed" not in json.loads(ok)
@@ -276,7 +314,7 @@ def test_serve_says_where_it_listens_passes_its_files_and_warns_once(tmp_path, c
                              args=("--catalogue", "mine.json", "--prompt", "route.md"), cwd=work)
     try:
         body = httpx2.get(service.url + "/healthz").json()
-        assert body["destinations"] == 8 and body["catalogue"]["file"] == str(work / "mine.json")
+        assert body["destinations"] == 8 and body["catalogue"]["file"] == "mine.json"
         started = wait_for(log, "started", 2)
         assert len({line["pid"] for line in started}) == 2 and service.proc.pid not in {s["pid"] for s in started}
         text = log.read_text()

@@ -45,9 +45,9 @@ def test_prompt_change_is_picked_up(llm_service, fake, prompt_path):
     fake.default = answer("billing")
     service = llm_service(reload_interval=0.1)
     service.post(BILLING)
-    old_hash = service.client.get("/healthz").json()["prompt_hash"]
+    old_hash = service.client.get("/healthz").json()["prompt"]["hash"]
     prompt_path.write_text(prompt_path.read_text().replace("You route phone calls", "You route calls"))
-    assert wait_until(lambda: service.client.get("/healthz").json()["prompt_hash"] != old_hash)
+    assert wait_until(lambda: service.client.get("/healthz").json()["prompt"]["hash"] != old_hash)
     service.post(BILLING)
     assert fake.requests[-1]["messages"][0]["content"].startswith("You route calls")
 
@@ -103,7 +103,7 @@ def test_warm_up_sends_one_request_at_start(llm_service, fake, log_records):
 def test_healthz_offline_says_why(service_factory):
     body = service_factory().client.get("/healthz").json()
     assert body["router"] == "offline" and "neither OPENAI_API_KEY nor OPENAI_BASE_URL" in body["why"]
-    assert body["model"] is None and body["prompt"] == "route"
+    assert body["model"] is None and body["prompt"]["name"] == "route"
 
 
 def test_serve_with_two_workers(tmp_path):

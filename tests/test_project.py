@@ -224,7 +224,7 @@ def test_serve_starts_in_a_new_project(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with serving([sys.executable, "-m", "app"], tmp_path / "p", env, tmp_path / "serve.log") as url:
         health = httpx2.get(url + "/healthz", timeout=5).json()
-        assert health["prompt_file"] == str(tmp_path / "p/prompts/route.md")  # the start-up log says it too
+        assert health["prompt"]["file"] == "route.md"  # no server path on /healthz; the start-up log has it
         body = (tmp_path / "p/requests/transfer-request.json").read_bytes()
         answer = httpx2.post(url + "/webhook", content=body, headers={"content-type": "application/json"}, timeout=10)
         assert answer.status_code == 200 and answer.json()["destination"]["number"]

@@ -7,8 +7,9 @@ late, the breaker opened and every call got the fallback. So the hours are compu
 changes. The decision store's state (kind, connected, rows waiting) is read at the same pace. /healthz needs no
 credentials: load balancers and orchestrators call it.
 
-It names the catalogue in force (file, hash, when it was loaded), and says "degraded" (still 200: the old files
-answer) while the last reload failed, with the reload_failed line's error.
+It names the catalogue and the prompt in force (file name, hash, when they were loaded), and says "degraded"
+(still 200: the old files answer) while the last reload failed, naming the file that failed; the error itself,
+which quotes the file, is only on the reload_failed log line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
     from app.store import Store
 
 HOURS_REFRESH = 1.0  # seconds the open/closed state is reused: opening hours have minute granularity
+# What /healthz says of a failed reload's error: it quotes the file (a SIP URI's password, say) with its full path,
+# and /healthz needs no credentials, so the error itself is only on the log line.
+SEE_THE_LOG = "see the reload_failed log line"
 STARTING = json.dumps({"status": "starting", "version": __version__}).encode()
 
 
@@ -60,15 +65,25 @@ class HealthPage:
         if key != self._key:
             body: dict[str, Any] = {"status": "degraded" if failure else "ok", "version": __version__}
             if failure is not None:
-                body["reload_failed"] = {"error": failure.error, "at": failure.at, "trigger": failure.trigger}
-            body["catalogue"] = {"file": str(engine.settings.destinations), "hash": engine.routing.catalogue_hash,
-                                 "loaded": loaded_at}
+                body["reload_failed"] = {"what": failure.what, "file": failure.file, "at": failure.at,
+                                         "trigger": failure.trigger, "error": SEE_THE_LOG}
+            body.update(files_in_force(engine, loaded_at))
             body.update({**described, "hours": self._hours, "breaker": breaker})
             if self._store is not None:
                 body["store"] = self._store
             self._body = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
             self._key = key
         return self._body, 200
+
+
+def files_in_force(engine: Engine, loaded_at: str | None) -> dict[str, dict[str, Any]]:
+    """The catalogue and the prompt in force, in one shape: each file by its name alone (no server path: /healthz
+    needs no credentials), its hash (as every decision line names it) and when it was read (both at once)."""
+    prompt = engine.routing.prompt
+    return {"catalogue": {"file": Path(engine.settings.destinations).name, "hash": engine.routing.catalogue_hash,
+                          "loaded": loaded_at},
+            "prompt": {"name": prompt.name, "file": Path(prompt.path).name, "hash": prompt.hash,
+                       "loaded": loaded_at}}
 
 
 class Healthz:

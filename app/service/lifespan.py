@@ -44,8 +44,8 @@ class Lifespan:
         if state.clients is not None:
             state.clients.on_learned = self.learned
         state.engine = build_engine(settings, self.routing, state.clients, state.runtime)
-        event(logger, "started", catalogue_hash=self.routing.catalogue_hash, **state.engine.describe(),
-              auth=auth_mode(settings), version=__version__)
+        event(logger, "started", **state.engine.files(), **state.engine.describe(), auth=auth_mode(settings),
+              version=__version__)
         if not self.auth_enabled:
             event(logger, "no_secret", logging.WARNING,
                   hint="anyone who can reach this URL can ask for transfers; set SWITCHBOARD_SECRET")

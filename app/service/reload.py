@@ -13,14 +13,16 @@ import logging
 import time
 from pathlib import Path
 
+from app.catalogue.destinations import CatalogueError
 from app.engine import Engine, build_engine
 from app.errors import UserError
 from app.loading import load_routing
 from app.logs import event
+from app.routers.prompt import PromptError
 from app.service.state import ReloadFailure, State, utc_now
 from app.settings import Settings
 
-ERROR_CHARS = 1000  # of a failed reload's error, in its log line and /healthz (a catalogue's errors can be many)
+ERROR_CHARS = 1000  # of a failed reload's error, in its log line (a catalogue's errors can be many)
 
 
 def stamps(settings: Settings) -> tuple[float, float]:
@@ -54,9 +56,10 @@ def _swap(state: State, logger: logging.Logger, trigger: str, built: Engine | Ex
     if isinstance(built, Exception):
         error = bounded(str(built), ERROR_CHARS)
         kept = state.engine.routing if state.engine else None
-        state.reload_failure = ReloadFailure(error, utc_now(), trigger)
+        what, name = failed_file(built, state.settings)
+        state.reload_failure = ReloadFailure(what, name, utc_now(), trigger)  # the error itself: the log's only
         state.metrics.reload_failures.inc()
-        event(logger, "reload_failed", logging.ERROR, trigger=trigger, error=error,
+        event(logger, "reload_failed", logging.ERROR, trigger=trigger, failed=what, error=error,
               kept_catalogue_hash=kept and kept.catalogue_hash, kept_prompt_hash=kept and kept.prompt.hash)
         return False
     state.reload_failure = None  # the files as they are now work (changed or not): no longer degraded
@@ -64,9 +67,17 @@ def _swap(state: State, logger: logging.Logger, trigger: str, built: Engine | Ex
         event(logger, "reloaded", trigger=trigger, unchanged=True, seconds=round(seconds, 3))
         return True
     state.engine = built  # one assignment: a request sees the old engine or the new one, never a mix
-    event(logger, "reloaded", trigger=trigger, seconds=round(seconds, 3), catalogue_hash=built.routing.catalogue_hash,
-          **built.describe())
+    event(logger, "reloaded", trigger=trigger, seconds=round(seconds, 3), **built.files(), **built.describe())
     return True
+
+
+def failed_file(error: Exception, settings: Settings) -> tuple[str, str | None]:
+    """Which file a reload could not use (catalogue or prompt) and its name, without its folders."""
+    if isinstance(error, PromptError):
+        return "prompt", Path(settings.prompt).name
+    if isinstance(error, CatalogueError):
+        return "catalogue", Path(settings.destinations).name
+    return "settings", None
 
 
 def bounded(text: str, limit: int) -> str:

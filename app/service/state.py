@@ -23,9 +23,12 @@ def utc_now() -> str:
 
 @dataclass(frozen=True)
 class ReloadFailure:
-    """The last reload's failure, while it is the last word on the files (a good reload clears it)."""
+    """The last reload's failure, while it is the last word on the files (a good reload clears it). What /healthz
+    shows of it: which file, not the error, which quotes the file (a SIP URI's password, say) and its full path,
+    and /healthz needs no credentials; the error is on the reload_failed log line."""
 
-    error: str  # the reload_failed log line's text
+    what: str  # catalogue, prompt (settings: neither file, which a reload does not change)
+    file: str | None  # the file's name, without its folders
     at: str  # UTC, ISO 8601
     trigger: str  # SIGHUP, file changed
 
