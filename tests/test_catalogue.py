@@ -150,6 +150,33 @@ def test_unknown_fields_get_a_did_you_mean_at_every_level(mutate, expected):
     assert str(info.value) == expected
 
 
+@pytest.mark.parametrize(("mutate", "meant"), [
+    (lambda d: d["destinations"][0]["destination"].update(trasferPlan={}), "transferPlan"),  # targets.py
+    (lambda d: d["destinations"][0].update(after_hour="front_desk"), "after_hours"),  # destinations.py
+    (lambda d: d.update(fallbak="front_desk"), "fallback"),
+    (lambda d: d["hours"].update(closd=[]), "closed"),  # hours.py, the shared calendar
+    (lambda d: d["destinations"][2]["hours"].update(timezon="UTC"), "timezone"),  # hours.py, an entry's
+    (lambda d: d["destinations"][1].update(hours="Allways"), "always"),  # hours.py, "always"
+    (lambda d: d["destinations"][0].update(closed_message="Back {open}."), "opens"),  # messages.py
+])
+def test_every_did_you_mean_in_the_catalogue_is_worded_alike(mutate, meant):
+    """One helper (app.errors.did_you_mean) words them all: before, `hours` said (did you mean "always"?) and a
+    closed_message (did you mean {opens}? ...), each module with its own difflib call and cutoff (0.5 there)."""
+    from app.errors import did_you_mean
+
+    with pytest.raises(CatalogueError) as info:
+        parse(broken(mutate), "destinations.json")
+    assert did_you_mean(meant, [meant]) == f" (did you mean {meant!r}?)"  # the helper's words, whole
+    assert str(info.value).count(did_you_mean(meant, [meant])) == 1, str(info.value)
+
+
+def test_the_catalogue_has_no_did_you_mean_of_its_own():
+    """A new check in app/catalogue gets app.errors' wording and its length cap, not a difflib call of its own."""
+    sources = {p.name: p.read_text() for p in (ROOT / "app/catalogue").glob("*.py")}
+    assert len(sources) >= 5
+    assert [name for name, text in sources.items() if "difflib" in text or "did you mean" in text] == []
+
+
 # --- Numbers and SIP URIs that cannot work (issue 17) -----------------------------------------------------------
 
 

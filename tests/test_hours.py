@@ -128,7 +128,7 @@ def test_ranges_of_days_wrap_and_lists():
     ({"timezone": "UTC", "open": {"mon": "09:00-17:00"}, "holidays": []},
      "hours.holidays: unknown field (fields: timezone, open, closed)"),
     ("sometimes", "hours: 'sometimes' is not \"always\" or an object"),
-    ("allways", "(did you mean \"always\"?)"),
+    ("allways", "(did you mean 'always'?)"),
     ([], "hours: must be an object"),
 ])
 def test_bad_hours_are_refused_naming_entry_and_field(hours, words):

@@ -7,7 +7,6 @@ alternative is a caller transferred to the wrong place, or nowhere, at run time.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from app.catalogue import messages
 from app.catalogue.hours import Calendar, Hours, HoursError
 from app.catalogue.messages import ClosedMessage, MessageError
 from app.catalogue.targets import destination_problem
-from app.errors import UserError, first_error
+from app.errors import UserError, did_you_mean, first_error
 
 NONE = "none"  # the router's answer when no destination fits; reserved
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -265,12 +264,11 @@ def _unknown_field(data: Any, loc: list[Any]) -> str:
     """An unknown field, with the one meant: the same help at every level as inside `destination`."""
     model = _EntryModel if len(loc) == 3 and loc[0] == "destinations" else _FileModel
     known = list(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), known, 1)
     if loc[-1] in hours_mod.FIELDS and not (model is _FileModel and loc[-1] == "timezone"):
-        hint = f"it belongs inside \"hours\": {{\"{loc[-1]}\": ...}}"  # a top-level "closed": holidays
+        hint = f" (it belongs inside \"hours\": {{\"{loc[-1]}\": ...}})"  # a top-level "closed": holidays
     else:
-        hint = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(known)}"
-    return f"{_describe(data, loc)}: unknown field ({hint})"
+        hint = did_you_mean(str(loc[-1]), known) or f" (fields: {', '.join(known)})"
+    return f"{_describe(data, loc)}: unknown field{hint}"
 
 
 def load(path: Path) -> Catalogue:

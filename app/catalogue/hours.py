@@ -17,12 +17,13 @@ daylight-saving changes need nothing from the catalogue.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.errors import did_you_mean
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FIELDS = ("timezone", "open", "closed")
@@ -176,9 +177,8 @@ def _fields(data: Any, where: str) -> None:
     """Refuse an unknown field, suggesting the one meant (a misspelt `closd` would drop every holiday)."""
     for key in data:
         if key not in FIELDS:
-            close = difflib.get_close_matches(str(key), FIELDS, 1)
-            hint = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(FIELDS)}"
-            raise HoursError(f"{where}.{key}: unknown field ({hint})")
+            hint = did_you_mean(str(key), FIELDS) or f" (fields: {', '.join(FIELDS)})"
+            raise HoursError(f"{where}.{key}: unknown field{hint}")
 
 
 def _week(opening: Any) -> Week:
@@ -252,7 +252,7 @@ def entry_hours(data: Any, default_timezone: str | None, shared: Calendar | None
     if isinstance(data, str):
         if data.strip().lower() == ALWAYS:
             return None
-        hint = " (did you mean \"always\"?)" if difflib.get_close_matches(data.lower(), [ALWAYS], 1) else ""
+        hint = did_you_mean(data.strip().lower(), [ALWAYS])
         raise HoursError(f"hours: {data!r} is not \"always\" or an object with \"open\" (and \"timezone\", "
                          f"\"closed\"){hint}")
     return parse(data, default_timezone, shared)

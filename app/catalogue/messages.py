@@ -9,8 +9,9 @@ read out to a caller.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
+
+from app.errors import did_you_mean
 
 PLACEHOLDER = "opens"
 MAX_LENGTH = 1000  # spoken to a caller on hold: anything longer is a mistake (a pasted document)
@@ -54,10 +55,9 @@ def parse(text: object, where: str = "closed_message") -> ClosedMessage:
             if end < 0 or "{" in name:
                 raise MessageError(f"{where}: '{{' at character {i + 1} is not closed; the placeholder is {{opens}}")
             if name != PLACEHOLDER:
-                close = difflib.get_close_matches(name.strip().lower(), [PLACEHOLDER], 1, 0.5)
-                hint = "did you mean {opens}?" if close else "the only placeholder is {opens};"
-                raise MessageError(f"{where}: unknown placeholder {{{name}}} ({hint} Vapi's variables take two "
-                                   "braces, like {{customer.number}})")
+                hint = did_you_mean(name.strip().lower(), [PLACEHOLDER]) or " (the only placeholder is {opens})"
+                raise MessageError(f"{where}: unknown placeholder {{{name}}}{hint}; Vapi's variables take two "
+                                   "braces, like {{customer.number}}")
             parts.append(text[start:i])
             start = i = end + 1
         elif text[i] == "}":

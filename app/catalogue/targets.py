@@ -5,12 +5,13 @@ their scheme. Each problem is one line naming the field and saying how to fix it
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+
+from app.errors import did_you_mean
 
 if TYPE_CHECKING:
     import jsonschema
@@ -100,8 +101,7 @@ def destination_problem(dest: dict[str, Any], field: str = "destination") -> str
         if err.validator == "additionalProperties":
             known = list(err.schema.get("properties", {})) if isinstance(err.schema, dict) else []
             extra = [k for k in err.instance if k not in known] if isinstance(err.instance, dict) else []
-            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else repr(k)
-                     for k in extra]
+            hints = [f"{k!r}{did_you_mean(k, known)}" for k in extra]
             return f"{where}: unknown field {', '.join(hints)}; Vapi would silently ignore it"
         return f"{where}: {err.message}"
     if kind == "number" and dest.get("numberE164CheckEnabled", True):
