@@ -214,6 +214,18 @@ def test_numbers_valid_in_their_country_pass(number):
     assert parse(broken(lambda d: d["destinations"][0]["destination"].update(number=number))).entries[0]
 
 
+def test_a_number_outside_the_plan_names_the_data_version_and_the_upgrade():
+    """The plan is phonenumbers' copy of it (review 13): a range opened after that release is refused until an
+    upgrade, so the error says which data refused it and how to get newer data, before the Vapi-side way out."""
+    import phonenumbers
+
+    with pytest.raises(CatalogueError) as info:
+        parse(broken(lambda d: d["destinations"][0]["destination"].update(number="+19995550100")))
+    message = str(info.value)
+    assert f"(in phonenumbers {phonenumbers.__version__}'s data)" in message, message
+    assert message.index("pip install -U phonenumbers") < message.index("\"numberE164CheckEnabled\": false")
+
+
 def test_the_number_check_can_be_turned_off():
     data = broken(lambda d: d["destinations"][0]["destination"].update(number="+1602555013",
                                                                        numberE164CheckEnabled=False))

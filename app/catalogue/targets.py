@@ -139,8 +139,11 @@ def number_problem(number: str) -> str | None:
         allowed = " or ".join(", ".join(map(str, lengths)).rsplit(", ", 1)) if lengths else "other lengths"
         return f"is {what} for +{code} ({name}: {allowed} digits after +{code})"
     if not phonenumbers.is_valid_number(parsed):
-        return (f"is not a valid number for +{code} ({name}): its plan has no such area code or range; check "
-                f"the digits after +{code}")
+        # The plan is phonenumbers' copy of it: a range opened after that release is refused until an upgrade,
+        # so the error names the data's version and the upgrade (docs/catalogue.md, "Checks at load").
+        return (f"is not a valid number for +{code} ({name}): its plan has no such area code or range (in "
+                f"phonenumbers {phonenumbers.__version__}'s data); check the digits after +{code}; for a range "
+                "opened since, upgrade phonenumbers (pip install -U phonenumbers)")
     return None
 
 
