@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import defaults
 from app.catalogue import destinations as catalogue_mod
 from app.catalogue.destinations import Catalogue, CatalogueError
 from app.errors import UserError
@@ -40,6 +41,7 @@ class Routing:
     compiled: dict[tuple[str, ...], CompiledPrompt]
     digest: str = ""  # of the files' bytes: a reload that finds the same files has nothing to compile
     catalogue_hash: str = ""  # of the catalogue file's bytes, short: names the catalogue in force (logs, /healthz)
+    prompt_origin: str = ""  # where the prompt file read (prompt.path) came from, in words (check says it)
 
 
 def _read(path: Path, setting: str, missing: str, error: type[Exception]) -> bytes:
@@ -82,29 +84,55 @@ def _read_catalogue(path: Path, origin: str | None = None) -> bytes:
 
 def _read_prompt(path: Path, origin: str | None = None) -> bytes:
     came = f" (looked for it at {path.absolute()}: {origin})" if origin else ""
-    return _read(path, "SWITCHBOARD_PROMPT", f"set SWITCHBOARD_PROMPT or pass --prompt FILE{came}", PromptError)
+    # a path someone wrote never falls back (a typo must not route with another prompt): say how to get that
+    return _read(path, "SWITCHBOARD_PROMPT", "set SWITCHBOARD_PROMPT or pass --prompt FILE to name an existing "
+                 f"prompt, or unset both for the default (prompts/route.md, else the packaged one){came}",
+                 PromptError)
 
 
 def load_catalogue(path: Path, origin: str | None = None) -> Catalogue:
     """`origin`: where the path came from (Settings.origin("destinations")), said if the file is missing."""
-    return _catalogue(path, _read_catalogue(path, origin))
+    return load_catalogue_hashed(path, origin)[0]
+
+
+def load_catalogue_hashed(path: Path, origin: str | None = None) -> tuple[Catalogue, str]:
+    """The catalogue and its hash (catalogue_digest), both from the one read of the file: a second read could
+    find another file (an edit, a ConfigMap swap) than the one whose entries are used."""
+    data = _read_catalogue(path, origin)
+    return _catalogue(path, data), catalogue_digest(data)
+
+
+def prompt_in_force(settings: Settings) -> tuple[Path, str]:
+    """The prompt file to read now, and where it came from in words: the prompt setting's file; only when that
+    setting is unset (its default) and the file is not there, the packaged prompt of the same name. Decided at
+    each load, not once when settings are read, so an operator's prompts/route.md created later wins at the
+    next reload; a path someone wrote (flag, environment, .env) is never replaced: its typo is an error."""
+    path, origin = settings.prompt, settings.origin("prompt")
+    if settings.prompt_is_default() and not path.exists():
+        packaged = defaults.prompt(path.name)
+        if packaged is not None:
+            return packaged, f"the packaged {path.name}: there is no {path.absolute()}, {origin}"
+    return path, origin
 
 
 def load_routing(settings: Settings, current: Routing | None = None) -> Routing:
     """Reads and compiles (touching no event loop, so a reload runs it in a thread). Returns `current` itself
     when the files hold what it was built from: a SIGHUP with nothing changed compiles nothing."""
     catalogue_bytes = _read_catalogue(settings.destinations, settings.origin("destinations"))
-    prompt_bytes = _read_prompt(settings.prompt, settings.origin("prompt"))
-    digest = hashlib.sha256(b"%d:%b%b" % (len(catalogue_bytes), catalogue_bytes, prompt_bytes)).hexdigest()
+    prompt_path, prompt_origin = prompt_in_force(settings)
+    prompt_bytes = _read_prompt(prompt_path, prompt_origin)
+    # the prompt's path too: the operator's file replacing the packaged one is a change, even with the same bytes
+    digest = hashlib.sha256(b"%d:%b%d:%b%b" % (len(catalogue_bytes), catalogue_bytes, len(bytes(prompt_path)),
+                                               bytes(prompt_path), prompt_bytes)).hexdigest()
     if current is not None and current.digest == digest:
         return current
     catalogue = _catalogue(settings.destinations, catalogue_bytes)
     if settings.on_llm_failure == "fallback" and not catalogue.fallback:
         raise CatalogueError(f"{settings.destinations}: fallback: SWITCHBOARD_ON_LLM_FAILURE=fallback needs a "
                              "top-level \"fallback\" id in the catalogue")
-    prompt = prompt_mod.parse(_text(settings.prompt, prompt_bytes, PromptError), str(settings.prompt))
+    prompt = prompt_mod.parse(_text(prompt_path, prompt_bytes, PromptError), str(prompt_path))
     return Routing(catalogue, prompt, prompt_mod.compile_all(prompt, catalogue), digest,
-                   catalogue_digest(catalogue_bytes))
+                   catalogue_digest(catalogue_bytes), prompt_origin)
 
 
 def catalogue_digest(data: bytes) -> str:

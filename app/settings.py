@@ -3,17 +3,17 @@
 Read by pydantic-settings from the environment (SWITCHBOARD_<NAME>, and the openai client's own
 OPENAI_API_KEY and OPENAI_BASE_URL) and, when there is one, a `.env` file: the one SWITCHBOARD_ENV_FILE names,
 else `.env` in the working directory; the environment wins over the file, and command-line flags win over both.
-A relative path in a setting is taken from the folder of the .env file that set it, else from the working
-directory (flags too); a routing prompt that is not there falls back to the packaged one of the same name. The
-settings table in docs/operations.md is generated from this module (scripts/settings_table.py) and the tests keep
-the two equal.
+A relative path is taken from the working directory when a flag or an environment variable gives it, else (a
+value in the .env file, or a path setting left at its default while a .env is in use) from the .env file's folder.
+Only an unset prompt setting may fall back to the packaged prompt of the same name, decided at each load
+(app/loading.py), never a prompt path someone wrote. The settings table in docs/operations.md is generated from
+this module (scripts/settings_table.py) and the tests keep the two equal.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,8 +23,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app import defaults
-from app.errors import UserError
+from app.errors import UserError, did_you_mean
 
 # The decider keeps RESERVE_S of every answer's time back (for the rescue path, event-loop lag under load and the
 # response itself) and starts no retry with less than MIN_ATTEMPT_S left, so the shortest timeout that works is the
@@ -62,10 +61,27 @@ class Settings(BaseSettings):
 
     # Where each path setting's value came from, in words (from_env fills it): errors about a missing file say it.
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    # The prompt path from_env resolved when the prompt setting is unset: only that one may fall back to the
+    # packaged prompt (a path a flag, the environment or a .env names is an error when missing: a typo in it
+    # must not silently route with another prompt).
+    _default_prompt: Path | None = PrivateAttr(None)
 
     def origin(self, field: str) -> str:
         """Where a setting's value came from: a flag, the environment, a .env file, or the default."""
         return self._origins.get(field) or f"{self.env_names()[field]}, or its default"
+
+    def prompt_is_default(self) -> bool:
+        """The prompt setting is unset (from_env resolved its default): its file may be the packaged one."""
+        return self._default_prompt is not None and self.prompt == self._default_prompt
+
+    def with_prompt(self, path: Path, flag: str) -> Settings:
+        """These settings with another prompt file, given by a flag (eval's -p): never replaced by the packaged
+        one, as with --prompt."""
+        settings = self.model_copy(update={"prompt": path})
+        settings._origins = {**self._origins,
+                             "prompt": flag if path.is_absolute() else f"{flag}, taken from {Path.cwd()}"}
+        settings._default_prompt = None
+        return settings
 
     # The model
     openai_api_key: SecretStr | None = Field(
@@ -262,33 +278,36 @@ class Settings(BaseSettings):
 
     def _with_paths(self, env_file: Path | None, file_values: Mapping[str, str], given: Mapping[str, Any],
                     flags: Mapping[str, str]) -> Settings:
-        """Relative paths from the .env file resolved from its folder, a missing routing prompt replaced by the
-        packaged one of the same name, and where each path came from noted for the errors."""
+        """Relative paths resolved (from the working directory for a flag or an environment variable, else from
+        the .env file's folder when one is in use: the value it sets, and a default too, so a project folder
+        works from anywhere through SWITCHBOARD_ENV_FILE), and where each path came from, for the errors."""
         names = self.env_names()
         origins: dict[str, str] = {}
         update: dict[str, Path] = {}
+        at_default: set[str] = set()
         for field in PATH_FIELDS:
             env, written = names[field], getattr(self, field)
-            base = Path.cwd()
+            base = f"taken from {Path.cwd()}"
             if field in given:
                 source = flags.get(field, "--" + field.replace("_", "-"))
             elif _environ(env):
                 source = f"{env} in the environment"
-            elif env in file_values and env_file is not None:
-                source, base = f"{env} in {env_file.absolute()}", env_file.parent.absolute()
-                if written is not None and not written.is_absolute():
-                    update[field] = env_file.parent / written
+            elif file_values.get(env) and env_file is not None:  # empty in the file is unset, as pydantic reads it
+                source, base = f"{env} in {env_file.absolute()}", f"taken from {env_file.parent.absolute()}"
             else:
                 source = f"the default of {env}"
-            origins[field] = source if written is None or written.is_absolute() else f"{source}, taken from {base}"
-            path = update.get(field, written)
-            if field == "prompt" and not written.is_absolute() and not path.exists():
-                packaged = defaults.prompt(written.name)  # the operator's file first, then the packaged one
-                if packaged is not None:
-                    origins[field] = f"the packaged {written.name}: {written}, from {source}, is not in {base}"
-                    update[field] = packaged
+                at_default.add(field)
+                if env_file is not None:
+                    base = f"taken from the folder of {env_file.absolute()}"
+            if written is None or written.is_absolute():
+                origins[field] = source
+                continue
+            origins[field] = f"{source}, {base}"
+            if env_file is not None and field not in given and not _environ(env):
+                update[field] = env_file.parent / written
         settings = self.model_copy(update=update) if update else self
         settings._origins = origins
+        settings._default_prompt = settings.prompt if "prompt" in at_default else None
         return settings
 
     def llm_configured_text(self) -> str:
@@ -338,7 +357,7 @@ def _unknown(names: list[str], known: set[str]) -> list[str]:
     for name in sorted(set(names)):
         upper = name.upper()
         if upper.startswith(PREFIX) and upper not in known:
-            guess = difflib.get_close_matches(upper, known, 1, 0.75)
-            out.append(f"{name} (did you mean {guess[0]}?)" if guess else name)
+            # 0.75, not the usual 0.6: every name shares the SWITCHBOARD_ prefix, which alone makes them look close
+            out.append(name + did_you_mean(upper, sorted(known), 0.75))
     return out
 

@@ -107,7 +107,7 @@ def test_an_unknown_setting_is_a_warning_with_a_guess():
     """Reported: SWITCHBOARD_TIMOUT=3 was silently ignored."""
     result = run(["check"], env={"SWITCHBOARD_TIMOUT": "3"})
     assert result.exit_code == 0
-    assert "Warning: SWITCHBOARD_TIMOUT (did you mean SWITCHBOARD_TIMEOUT?) is not a Switchboard setting" in \
+    assert "Warning: SWITCHBOARD_TIMOUT (did you mean 'SWITCHBOARD_TIMEOUT'?) is not a Switchboard setting" in \
         result.stderr
 
 
@@ -118,7 +118,7 @@ def test_settings_from_a_dot_env_file(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["check", "--prompt", str(ROOT / "prompts/route.md")])
     assert result.exit_code == 0, result.output
     assert "router: offline (SWITCHBOARD_ROUTER=offline)" in result.stdout  # any case is accepted
-    assert "SWITCHBOARD_OFFLINE_TRESHOLD (did you mean SWITCHBOARD_OFFLINE_THRESHOLD?)" in result.stderr
+    assert "SWITCHBOARD_OFFLINE_TRESHOLD (did you mean 'SWITCHBOARD_OFFLINE_THRESHOLD'?)" in result.stderr
     monkeypatch.setenv("SWITCHBOARD_ROUTER", "llm")  # the environment wins over the file
     result = CliRunner().invoke(cli, ["check", "--prompt", str(ROOT / "prompts/route.md")])
     assert "needs OPENAI_API_KEY" in result.stderr

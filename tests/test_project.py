@@ -7,6 +7,7 @@ sees it instead of the checkout, run in an empty folder: init, check, route, ser
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from dotenv import dotenv_values
 
 from app.cli import cli
 from tests.conftest import ROOT
-from tests.service_process import free_port
+from tests.service_process import ServiceProcess, free_port
 
 
 def run(args: list[str], env: dict[str, str] | None = None):
@@ -57,62 +58,142 @@ def test_check_in_a_folder_without_prompts_uses_the_packaged_prompt_and_says_so(
     shutil.copy(ROOT / "destinations.json", empty)
     result = run(["check", "destinations.json"])
     assert result.exit_code == 0, result.output
-    assert f"prompt in force: {ROOT / 'prompts/route.md'} (the packaged route.md: prompts/route.md" in result.stdout
+    assert f"prompt in force: {ROOT / 'prompts/route.md'} (the packaged route.md: there is no " \
+           f"{empty / 'prompts/route.md'}, the default of SWITCHBOARD_PROMPT, taken from {empty})" in result.stdout
     assert f"catalogue in force: {empty / 'destinations.json'}" in result.stdout
 
 
-def test_the_operators_own_prompt_comes_first(empty):
+@pytest.mark.parametrize("how", ["flag", "environment", "dot-env"])
+def test_a_prompt_path_someone_wrote_never_falls_back(empty, how):
+    """Reported: `check --prompt promts/route.md` (a typo) exited 0 routing with the packaged prompt, and so did
+    SWITCHBOARD_PROMPT=nonexistent/route.md. Only an unset prompt setting falls back; a path written in a flag,
+    the environment or a .env that names no file is an error saying where it looked."""
     shutil.copy(ROOT / "destinations.json", empty)
-    (empty / "prompts").mkdir()
-    (empty / "prompts/route.md").write_text((ROOT / "prompts/route.md").read_text().replace('name = "route"',
-                                                                                           'name = "mine"'))
-    result = run(["check"])
-    assert result.exit_code == 0, result.output
-    assert "prompt 'mine'" in result.stdout and f"prompt in force: {empty / 'prompts/route.md'}" in result.stdout
+    args, env = ["check"], {}
+    if how == "flag":
+        args += ["--prompt", "promts/route.md"]
+        where = f"looked for it at {empty / 'promts/route.md'}: --prompt, taken from {empty})"
+    elif how == "environment":
+        env = {"SWITCHBOARD_PROMPT": "nonexistent/route.md"}
+        where = f"looked for it at {empty / 'nonexistent/route.md'}: SWITCHBOARD_PROMPT in the environment"
+    else:
+        (empty / ".env").write_text("SWITCHBOARD_PROMPT=prompts/route.md\n")  # the default's path, but written
+        where = f"looked for it at {empty / 'prompts/route.md'}: SWITCHBOARD_PROMPT in {empty / '.env'}"
+    result = run(args, env=env)
+    assert result.exit_code == 2, result.output
+    assert "file not found" in result.stderr and where in result.stderr, result.stderr
+    assert "prompt in force" not in result.stdout
 
 
-def test_a_missing_catalogue_is_never_the_sample_and_the_error_says_where_and_how(empty):
-    result = run(["check"])
-    assert result.exit_code == 2
-    error = result.stderr
-    assert f"looked for it at {empty / 'destinations.json'}" in error
-    assert "the default of SWITCHBOARD_DESTINATIONS" in error
-    assert "switchboard init" in error and "--catalogue FILE" in error and "SWITCHBOARD_DESTINATIONS" in error
-    result = run(["check", "--catalogue", "mine.json"])
-    assert result.exit_code == 2 and f"{empty / 'mine.json'}: --catalogue, taken from {empty}" in result.stderr
+def test_the_prompt_fallback_is_decided_at_each_load(empty):
+    """Reported: the fallback was decided once, when settings were read, so an operator's prompts/route.md
+    created later was never read by a reload. load_routing decides it each time (a real serve: below)."""
+    from app.loading import load_routing
+    from app.settings import Settings
+
+    shutil.copy(ROOT / "destinations.json", empty)
+    settings = Settings.from_env()
+    first = load_routing(settings)
+    assert (first.prompt.path, first.prompt.name) == (str(ROOT / "prompts/route.md"), "route")
+    assert first.prompt_origin.startswith("the packaged route.md: there is no ")
+    mine(empty)
+    again = load_routing(settings, first)
+    assert (again.prompt.path, again.prompt.name) == ("prompts/route.md", "mine")
+    assert again.prompt_origin == f"the default of SWITCHBOARD_PROMPT, taken from {empty}"
+    (empty / "prompts/route.md").write_bytes((ROOT / "prompts/route.md").read_bytes())  # the packaged bytes
+    assert load_routing(settings, again).prompt.path == "prompts/route.md"  # still the operator's file
+    (empty / "prompts/route.md").unlink()
+    assert load_routing(settings, again).prompt.path == str(ROOT / "prompts/route.md")  # gone: packaged again
 
 
-def test_relative_paths_in_a_dot_env_are_taken_from_its_folder(tmp_path, empty):
-    """SWITCHBOARD_ENV_FILE names a .env elsewhere; its relative paths are from its own folder, flags' from here."""
-    project = tmp_path / "project"
-    (project / "catalogues").mkdir(parents=True)
-    shutil.copy(ROOT / "destinations.json", project / "catalogues/mine.json")
-    (project / ".env").write_text("SWITCHBOARD_DESTINATIONS=catalogues/mine.json\nSWITCHBOARD_ROUTER=offline\n")
+def mine(folder: Path) -> Path:
+    """The operator's own prompts/route.md in `folder`: the shipped one renamed `mine`, to tell them apart."""
+    path = folder / "prompts/route.md"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text((ROOT / "prompts/route.md").read_text().replace('name = "route"', 'name = "mine"'))
+    return path
+
+
+def prompt_name(health: dict) -> str:
+    return str(health["prompt"]["name"])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_prompt_created_after_start_wins_at_the_next_sighup(tmp_path, empty, workers):
+    """serve started without prompts/route.md (the packaged one in force); the operator writes theirs and sends
+    SIGHUP: it is in force after the reload, in every worker (polling off, so the signal is what reloads)."""
+    shutil.copy(ROOT / "destinations.json", empty)
+    service = ServiceProcess({"SWITCHBOARD_RELOAD_INTERVAL": "0"}, tmp_path / "serve.log", workers=workers,
+                             cwd=empty)
+    try:
+        assert prompt_name(httpx2.get(service.url + "/healthz", timeout=5).json()) == "route"
+        mine(empty)
+        service.hup()
+        deadline, in_a_row = time.monotonic() + 20, 0
+        while in_a_row < 6:  # new connections, spread over the workers: each has reloaded
+            health = httpx2.get(service.url + "/healthz", timeout=5, headers={"connection": "close"}).json()
+            in_a_row = in_a_row + 1 if prompt_name(health) == "mine" else 0
+            assert time.monotonic() < deadline, f"{health['prompt']}: {service.log_path.read_text()[-2000:]}"
+            time.sleep(0.05)
+    finally:
+        service.stop()
+
+
+def own_project(folder: Path) -> Path:
+    """`switchboard init`'s project, with a catalogue and a prompt of its own (not the packaged bytes), and a .env
+    that is .env.example as written: every line commented out."""
+    assert run(["init", str(folder)]).exit_code == 0
+    catalogue = json.loads((folder / "destinations.json").read_text())
+    catalogue["destinations"][0]["description"] += " Also bill disputes."
+    (folder / "destinations.json").write_text(json.dumps(catalogue))
+    mine(folder)
+    (folder / ".env").write_text((folder / ".env.example").read_text())
+    return folder
+
+
+def test_a_dot_env_in_use_also_takes_the_default_paths_from_its_folder(tmp_path, empty):
+    """Reported: with SWITCHBOARD_ENV_FILE naming a project's .env whose lines are all commented out, check run
+    elsewhere looked for destinations.json in the working directory; and with only SWITCHBOARD_DESTINATIONS in
+    the .env, the project's own prompts/route.md was silently replaced by the packaged prompt."""
+    project = own_project(tmp_path / "project")
     env = {"SWITCHBOARD_ENV_FILE": str(project / ".env")}
     result = run(["check"], env=env)
     assert result.exit_code == 0, result.output
-    assert "SWITCHBOARD_ENV_FILE" not in result.stderr  # not an unknown setting
-    assert f"catalogue in force: {project / 'catalogues/mine.json'}" in result.stdout
-    assert f"SWITCHBOARD_DESTINATIONS in {project / '.env'}, taken from {project}" in result.stdout
-    assert "router: offline" in result.stdout
-    shutil.copy(ROOT / "destinations.json", empty / "here.json")
-    result = run(["check", "--catalogue", "here.json"], env=env)  # a flag: from the working directory
-    assert result.exit_code == 0 and f"catalogue in force: {empty / 'here.json'}" in result.stdout, result.output
-    result = run(["check"], env={"SWITCHBOARD_ENV_FILE": str(project / "missing.env")})
-    assert result.exit_code == 2 and "SWITCHBOARD_ENV_FILE=" in result.stderr and "no such file" in result.stderr
+    beside = f"the default of SWITCHBOARD_DESTINATIONS, taken from the folder of {project / '.env'}"
+    assert f"catalogue in force: {project / 'destinations.json'}, hash " in result.stdout and beside in result.stdout
+    assert "prompt 'mine'" in result.stdout and f"prompt in force: {project / 'prompts/route.md'}" in result.stdout
+
+    (project / ".env").write_text("SWITCHBOARD_DESTINATIONS=destinations.json\n")
+    result = run(["check"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "prompt 'mine'" in result.stdout and f"prompt in force: {project / 'prompts/route.md'}" in result.stdout
+    result = run(["check", "--prompt", "prompts/route.md"], env=env)  # a flag: from the working directory
+    assert result.exit_code == 2 and f"looked for it at {empty / 'prompts/route.md'}: --prompt" in result.stderr
 
 
 def test_worker_processes_read_the_same_env_file(tmp_path, empty):
-    """`serve --workers N` workers build their settings from the environment (app/service/asgi.py): the
-    variable naming the .env is inherited, so they resolve the same files."""
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / ".env").write_text("SWITCHBOARD_DESTINATIONS=mine.json\n")
-    code = "from app.settings import Settings; print(Settings.from_env().destinations)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=empty, check=True,
-                         env={**os.environ, "SWITCHBOARD_ENV_FILE": str(project / ".env"),
-                              "PYTHONPATH": str(ROOT)})
-    assert out.stdout.strip() == str(project / "mine.json")
+    """`serve --workers 2` started elsewhere with SWITCHBOARD_ENV_FILE naming a project's .env (every line
+    commented out): each worker process starts with the project's catalogue and prompt (its `started` line, by
+    pid), and /healthz names the project's catalogue hash."""
+    project = own_project(tmp_path / "project")
+    digest = hashlib.sha256((project / "destinations.json").read_bytes()).hexdigest()[:12]
+    assert digest != hashlib.sha256((ROOT / "destinations.json").read_bytes()).hexdigest()[:12]
+    service = ServiceProcess({"SWITCHBOARD_ENV_FILE": str(project / ".env")}, tmp_path / "serve.log", workers=2,
+                             cwd=empty)
+    try:
+        deadline = time.monotonic() + 30
+        while len(started := [json.loads(line) for line in service.log_path.read_text().splitlines()
+                              if '"event": "started"' in line]) < 2:
+            assert time.monotonic() < deadline, service.log_path.read_text()[-2000:]
+            time.sleep(0.1)
+        assert len({line["pid"] for line in started}) == 2 and service.proc.pid not in {s["pid"] for s in started}
+        assert {(s["catalogue_hash"], s["catalogue_file"], s["prompt"], s["prompt_file"]) for s in started} == {
+            (digest, str(project / "destinations.json"), "mine", str(project / "prompts/route.md"))}
+        for _ in range(4):
+            health = httpx2.get(service.url + "/healthz", timeout=5, headers={"connection": "close"}).json()
+            assert health["catalogue"]["hash"] == digest and prompt_name(health) == "mine", health
+    finally:
+        service.stop()
 
 
 def test_check_takes_catalogue_and_prompt_flags(empty):

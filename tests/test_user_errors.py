@@ -143,7 +143,7 @@ def test_unknown_setting_warnings_come_before_a_settings_error():
     result = CliRunner().invoke(cli, ["check"], env={**ENV, "SWITCHBOARD_TIMOUT": "10", "SWITCHBOARD_HEDGE_DELAY": "6"})
     assert result.exit_code == 2
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("Warning: SWITCHBOARD_TIMOUT (did you mean SWITCHBOARD_TIMEOUT?)"), lines
+    assert lines[0].startswith("Warning: SWITCHBOARD_TIMOUT (did you mean 'SWITCHBOARD_TIMEOUT'?)"), lines
     assert lines[1].startswith("Error: Invalid settings: SWITCHBOARD_HEDGE_DELAY=6"), lines
 
 

@@ -55,7 +55,7 @@ def check(catalogue_file: Path | None, catalogue: Path | None, prompt: Path | No
     click.echo(f"{routing.prompt.path}: prompt {routing.prompt.name!r}, hash {routing.prompt.hash}")
     click.echo(f"catalogue in force: {settings.destinations.absolute()}, hash {routing.catalogue_hash} "
                f"({settings.origin('destinations')})")
-    click.echo(f"prompt in force: {settings.prompt.absolute()} ({settings.origin('prompt')})")
+    click.echo(f"prompt in force: {Path(routing.prompt.path).absolute()} ({routing.prompt_origin})")
     name, why = settings.router_choice()
     click.echo(f"router: {name} ({why})")
     from app.routers.registry import spec_for

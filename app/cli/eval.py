@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.evaluation.results import CombinationResult, RunResult
 
 DEFAULT_CACHE = Path(".switchboard-cache/answers.sqlite")
+PROMPT_FLAG = "-p/--prompt"  # names the flag in an error about a prompt file it gave
 
 
 def _read_baseline(path: Path) -> RunResult:
@@ -142,7 +143,7 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
     from app.evaluation.score import score
     from app.loading import load_routing
 
-    first = load_routing(settings.model_copy(update={"prompt": prompts[0]}) if prompts else settings)
+    first = load_routing(settings.with_prompt(prompts[0], PROMPT_FLAG) if prompts else settings)
     total = check_dataset(datasets, first.catalogue.ids,
                           lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True))
     combos: list[CombinationResult] = []
@@ -153,9 +154,10 @@ async def _run(settings: Any, datasets: list[Path], prompts: tuple[Path, ...], m
             spec = spec_for(router)
             calls_model = spec.capabilities.calls_model  # one run per prompt and model
             setting, threshold = spec.threshold(settings) if spec.threshold else (None, None)
-            for prompt in (prompts or (settings.prompt,)) if calls_model else (settings.prompt,):
+            for prompt in prompts if calls_model and prompts else (None,):
                 for model in (models or (settings.model,)) if calls_model else (settings.model,):
-                    combo_settings = settings.model_copy(update={"prompt": prompt, "model": model})
+                    prompted = settings if prompt is None else settings.with_prompt(prompt, PROMPT_FLAG)
+                    combo_settings = prompted.model_copy(update={"model": model})
                     routing = load_routing(combo_settings)
                     if calls_model and clients is None:
                         clients = Clients.from_settings(settings)
