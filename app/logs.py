@@ -105,3 +105,12 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
     if rid:  # taken now: handlers may format the record after the request is over
         fields["request_id"] = rid
     logger.log(level, name, extra={"fields": fields})
+
+
+def unknown_settings(logger: logging.Logger, names: list[str]) -> None:
+    """An `unknown_setting` warning for each SWITCHBOARD_* name that is no setting (app.settings.unknown_variables:
+    a name, perhaps with its guess in parentheses): the name as `variable`, the guess as `hint`."""
+    for name in names:
+        variable, _, guess = name.partition(" ")  # a variable's name has no space
+        hint = {"hint": guess.strip().removeprefix("(").removesuffix(")")} if guess else {}
+        event(logger, "unknown_setting", logging.WARNING, variable=variable, **hint)

@@ -6,11 +6,15 @@ SIGHUP reloads every worker of `serve --workers 2` in place, `serve` says where 
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,8 @@ import httpx2
 from app.loading import catalogue_digest
 from app.service.reload import reload
 from tests.conftest import ROOT, decision_logs, poll
-from tests.service_process import ServiceProcess
+from tests.fake_openai import answer
+from tests.service_process import ServiceProcess, free_port
 from tests.vapi_payloads import transfer_request
 
 BILLING = transfer_request([("user", "I was charged twice on my bill")])
@@ -319,9 +324,52 @@ def test_serve_says_where_it_listens_passes_its_files_and_warns_once(tmp_path, c
         assert len({line["pid"] for line in started}) == 2 and service.proc.pid not in {s["pid"] for s in started}
         text = log.read_text()
         assert f"Switchboard listening on http://127.0.0.1:{service.port}" in text
-        assert text.count("SWITCHBOARD_TIMOUT") == 1 and "did you mean SWITCHBOARD_TIMEOUT" in text
+        assert text.count("SWITCHBOARD_TIMOUT") == 1  # said once, by serve, as an event in the log's format
+        [unknown] = events(log, "unknown_setting")
+        assert unknown["variable"] == "SWITCHBOARD_TIMOUT" and "SWITCHBOARD_TIMEOUT" in unknown["hint"]
+        assert unknown["pid"] == service.proc.pid
         service.proc.send_signal(signal.SIGINT)  # Ctrl-C still stops the supervisor and, cleanly, its workers
         assert service.proc.wait(timeout=20) == 0
         assert {line["pid"] for line in wait_for(log, "store_closed", 2)} == {line["pid"] for line in started}
     finally:
         service.stop()
+
+
+def test_a_sighup_while_serve_starts_is_one_reload_once_it_serves(tmp_path, fake, catalogue_path, prompt_path):
+    """Reported: a SIGHUP 0.3 s after `serve` started ended it (rc 129): its handler was installed only once the
+    store was open and the model warmed up. Now it is held, and serve reloads once it serves, since the files may
+    have changed after they were read. And an unknown setting is one `unknown_setting` event in the log's format
+    (JSON here), not a plain line that a JSON log pipeline cannot read."""
+    fake.script(answer("billing", latency=1.5))  # the warm-up: serve is starting until it is answered
+    log = tmp_path / "log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "OPENAI_"))}
+    env.update({"PYTHONPATH": str(ROOT), "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "k",
+                "SWITCHBOARD_WARMUP": "true", "SWITCHBOARD_DESTINATIONS": str(catalogue_path),
+                "SWITCHBOARD_PROMPT": str(prompt_path), "SWITCHBOARD_RELOAD_INTERVAL": "0",
+                "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"), "SWITCHBOARD_TIMOUT": "3"})
+    url = f"http://127.0.0.1:{(port := free_port())}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                                stdout=out, stderr=out)
+    try:
+        poll(lambda: fake.requests or proc.poll() is not None, "the warm-up request")
+        assert proc.poll() is None, log.read_text()[-2000:]
+        without_outages(catalogue_path)  # edited after serve read it
+        proc.send_signal(signal.SIGHUP)  # while it waits for the warm-up's answer
+        def serving() -> bool:
+            with contextlib.suppress(httpx2.HTTPError):
+                return httpx2.get(url + "/healthz", timeout=2).status_code == 200
+            return proc.poll() is not None
+        poll(serving, "serve to answer /healthz, or to end")
+        assert proc.poll() is None, f"serve ended ({proc.returncode}): {log.read_text()[-2000:]}"
+        reloaded = wait_for(log, "reloaded", 1)
+        new_hash = catalogue_digest(catalogue_path.read_bytes())
+        assert [line["trigger"] for line in reloaded] == ["SIGHUP"] and reloaded[0]["catalogue_hash"] == new_hash
+        assert poll(lambda: httpx2.get(url + "/healthz").json()["catalogue"]["hash"] == new_hash, "the new hash")
+        assert events(log, "warmed_up") and events(log, "started")[0]["pid"] == proc.pid
+        unknown = events(log, "unknown_setting")
+        assert [(u["variable"], u["level"]) for u in unknown] == [("SWITCHBOARD_TIMOUT", "warning")]
+        assert "SWITCHBOARD_TIMEOUT" in unknown[0]["hint"] and "Warning:" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -275,3 +275,34 @@ def test_a_reload_builds_nothing_tied_to_an_event_loop(llm_service):
             found.append(obj)
         stack.extend(gc.get_referents(obj))
     assert len(seen) > 300 and found == []  # (a walk of the catalogue, prompts and routers)
+
+
+def test_a_failed_start_with_workers_leaves_no_metrics_folder(tmp_path):
+    """Reported: `serve --workers 2` that could not start (here: no catalogue, bad settings) left its
+    /tmp/switchboard-metrics-* folder behind: the clean-up began only after the settings and files were checked.
+    And under serve an unknown setting was a plain line, not the `unknown_setting` event JSON pipelines read."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "OPENAI_", "PROMETHEUS_"))}
+    env.update({"PYTHONPATH": str(ROOT), "TMPDIR": str(temp), "SWITCHBOARD_DESTINATIONS": str(tmp_path / "none.json"),
+                "SWITCHBOARD_ROUTER": "offline", "SWITCHBOARD_TIMOUT": "3"})
+    serve = [sys.executable, "-m", "app", "serve", "--workers", "2"]
+    result = subprocess.run(serve, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "none.json: file not found" in result.stderr, result.stderr
+    assert list(temp.iterdir()) == []
+    # the unknown setting, said as an event (the log's format is known by then), before the error
+    first = json.loads(result.stderr.splitlines()[0])
+    assert (first["event"], first["variable"]) == ("unknown_setting", "SWITCHBOARD_TIMOUT")
+    # a settings error leaves no log format to say it in: the plain warning, then the error that it may explain
+    env["SWITCHBOARD_HEDGE_DELAY"] = "6"
+    result = subprocess.run(serve, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and lines[0].startswith("Warning: SWITCHBOARD_TIMOUT") and \
+        lines[1].startswith("Error: Invalid settings: SWITCHBOARD_HEDGE_DELAY=6"), result.stderr
+    assert list(temp.iterdir()) == []

@@ -105,16 +105,25 @@ def fail(message: str) -> NoReturn:
 FLAGS = {"destinations": "--catalogue"}
 
 
-def settings_from(**overrides: Any) -> Settings:
+def settings_from(*, warn_unknown: bool = True, **overrides: Any) -> Settings:
     """Settings from the environment and .env, flags (the keywords) winning; a bad value is a SettingsError (one
     line and exit 2) naming the variable, or the flag when a flag gave it; an unknown SWITCHBOARD_* name is a
-    warning with a guess, printed first, so that a settings error does not hide the typo behind it."""
-    from app.settings import Settings, unknown_variables
+    warning with a guess, printed first, so that a settings error does not hide the typo behind it.
+    `warn_unknown=False`: the caller says it itself (serve logs it as an event, in the log's format)."""
+    from app.settings import Settings
+
+    if warn_unknown:
+        warn_unknown_settings()
+    flags = {field: FLAGS.get(field, "--" + field.replace("_", "-")) for field in overrides}
+    return Settings.from_env(flags=flags, **overrides)
+
+
+def warn_unknown_settings() -> None:
+    """A `Warning:` line for each SWITCHBOARD_* name that is no setting, with a guess."""
+    from app.settings import unknown_variables
 
     for name in unknown_variables():
         click.secho(f"Warning: {name} is not a Switchboard setting; it is ignored", fg="yellow", err=True)
-    flags = {field: FLAGS.get(field, "--" + field.replace("_", "-")) for field in overrides}
-    return Settings.from_env(flags=flags, **overrides)
 
 
 def main() -> None:

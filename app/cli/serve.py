@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import catalogue_option, prompt_option, settings_from
+from app.cli import catalogue_option, prompt_option, settings_from, warn_unknown_settings
 
 
 @click.command()
@@ -34,24 +34,33 @@ def serve(host: str | None, port: int | None, workers: int, catalogue: Path | No
       curl -s localhost:8000/healthz                      # from a second terminal
       kill -HUP <pid>                                     # reload the catalogue and prompt now
     """
-    from app import logs
     from app.service import server
 
-    metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
-    from app.service.app import create_app
+    server.hold_hangups()  # first: until the service can reload, a SIGHUP would end it
+    from app import logs
+    from app.errors import UserError
+    from app.settings import unknown_variables
 
-    settings = settings_from(host=host, port=port, destinations=catalogue, prompt=prompt)  # warns, once
-    logs.setup(settings.log_format, settings.log_level)
-    create_app(settings)  # fail fast, in this process, on a broken catalogue, prompt, settings or recording dir
-    server.check_port_free(settings.host, settings.port)
-    fd_limit = server.raise_fd_limit()
-    options = server.uvicorn_options(settings, fd_limit)
-    if options["limit_concurrency"] < settings.max_connections:
-        logs.event(logging.getLogger(logs.LOGGER), "connection_limit_lowered", logging.WARNING,
-                   wanted=settings.max_connections, allowed=options["limit_concurrency"], open_file_limit=fd_limit,
-                   hint="raise the open-file limit (ulimit -n, or LimitNOFILE= in systemd)")
-    server.hand_to_workers(settings)  # the workers (new processes) read the settings from the environment
-    try:
+    metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
+    try:  # from here on, a failed start must not leave the folder serve made behind
+        from app.service.app import create_app
+
+        try:
+            settings = settings_from(warn_unknown=False, host=host, port=port, destinations=catalogue, prompt=prompt)
+        except UserError:
+            warn_unknown_settings()  # no log format to say them in yet: as every command says them, then the error
+            raise
+        logger = logs.setup(settings.log_format, settings.log_level)
+        logs.unknown_settings(logger, unknown_variables())  # once, here, as events (the workers do not repeat it)
+        create_app(settings)  # fail fast, in this process, on a broken catalogue, prompt, settings or recording dir
+        server.check_port_free(settings.host, settings.port)
+        fd_limit = server.raise_fd_limit()
+        options = server.uvicorn_options(settings, fd_limit)
+        if options["limit_concurrency"] < settings.max_connections:
+            logs.event(logger, "connection_limit_lowered", logging.WARNING, wanted=settings.max_connections,
+                       allowed=options["limit_concurrency"], open_file_limit=fd_limit,
+                       hint="raise the open-file limit (ulimit -n, or LimitNOFILE= in systemd)")
+        server.hand_to_workers(settings)  # the workers (new processes) read the settings from the environment
         started = server.run(settings, workers, options, announce=click.echo)  # the address on stdout, logs on stderr
     finally:
         server.cleanup_metrics_dir(metrics_dir, made)

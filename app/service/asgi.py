@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from starlette.applications import Starlette
@@ -19,7 +18,6 @@ def build() -> Starlette:
     settings = Settings.from_env()
     logger = logs.setup(settings.log_format, settings.log_level)
     if not os.environ.get(WARNED_ENV):  # under `serve`, said once by serve rather than once per worker
-        for name in unknown_variables():
-            logs.event(logger, "unknown_setting", logging.WARNING, variable=name)
+        logs.unknown_settings(logger, unknown_variables())
     GuardedHttpToolsProtocol.configure(settings)  # each worker process sets its own limits
     return create_app(settings)

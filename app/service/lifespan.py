@@ -21,6 +21,7 @@ from app.logs import LOGGER, event
 from app.routers.registry import spec_for
 from app.service.outcomes import Outcomes, stop
 from app.service.reload import Reloads
+from app.service.server import held_hangup
 from app.service.state import State
 from app.settings import Settings
 from app.store import open_store
@@ -62,6 +63,8 @@ class Lifespan:
         watching = asyncio.create_task(reloads.watch()) if settings.reload_interval > 0 else None
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: reloads.request("SIGHUP"))
+            if held_hangup():  # one came while starting (serve held it): the files may have changed since read
+                reloads.request("SIGHUP")
         # Everything built so far lives as long as the process: move it out of the collector's way, so a full
         # collection under load walks only what requests create (it took 240-580 ms before).
         gc.collect()

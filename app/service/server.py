@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -42,6 +44,25 @@ APP = "app.service.asgi:build"
 
 class ServeError(UserError):
     """The service cannot start as asked; the message says what to change."""
+
+
+_HELD_HANGUPS: list[int] = []  # SIGHUPs that came before the service could reload: see hold_hangups
+
+
+def hold_hangups() -> None:
+    """From serve's first line until the service has a SIGHUP handler of its own (the lifespan's, once it has
+    opened the store and warmed up; or the supervisor's), a SIGHUP would end `serve` (the signal's default): note
+    it instead. The lifespan reloads once ready if one came, since the files may have changed after they were
+    read; a supervisor's workers read them after it anyway."""
+    with contextlib.suppress(ValueError, AttributeError):  # not the main thread; no SIGHUP (Windows)
+        signal.signal(signal.SIGHUP, lambda signum, frame: _HELD_HANGUPS.append(signum))
+
+
+def held_hangup() -> bool:
+    """Whether a SIGHUP came while it was held (and forget it: it asks for one reload)."""
+    came = bool(_HELD_HANGUPS)
+    _HELD_HANGUPS.clear()
+    return came
 
 
 def raise_fd_limit() -> int:
