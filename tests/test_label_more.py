@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from app.cli import cli
@@ -91,7 +92,7 @@ def test_label_names_its_catalogue_and_warns_once_per_file_about_ids_it_lacks(tm
     assert all(r["expected"] is None for r in rows(first))  # nothing saved under the wrong catalogue
 
     dealer = dealer_catalogue(tmp_path)
-    right = label(["--catalogue", str(dealer), str(first), str(second)], "\n" * 6,  # 4 calls, 2 ends of file
+    right = label(["--catalogue", str(dealer), str(first), str(second)], "\n" * 4,  # 4 calls
                   env={"SWITCHBOARD_DESTINATIONS": str(sample)})
     assert right.exit_code == 0 and "does not have" not in right.stderr, right.output
     assert right.stdout.startswith(f"Catalogue: {dealer} (hash ")
@@ -99,16 +100,66 @@ def test_label_names_its_catalogue_and_warns_once_per_file_about_ids_it_lacks(tm
     assert "labelled 4, skipped 0, left 0" in right.stdout
 
 
+def test_label_finds_its_catalogue_as_every_command_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reported: label loaded its catalogue its own way: a missing one did not say where it was looked for, and
+    the hash shown came from a second read of the file. One load (app.loading.load_catalogue_hashed) gives the
+    entries and the hash from the same bytes, and the error of every other command."""
+    from app.loading import catalogue_digest, load_catalogue_hashed
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    path = calls(here / "calls.jsonl", ["service"])
+    result = label([str(path)], "\n")
+    assert result.exit_code == 2, result.output
+    assert f"(looked for it at {here / 'destinations.json'}: the default of SWITCHBOARD_DESTINATIONS, taken from " \
+           f"{here})" in result.stderr and "switchboard init" in result.stderr
+    result = label(["--catalogue", "dealr.json", str(path)], "\n")
+    assert result.exit_code == 2 and f"looked for it at {here / 'dealr.json'}: --catalogue" in result.stderr
+
+    dealer = dealer_catalogue(tmp_path)
+    loaded, digest = load_catalogue_hashed(dealer)
+    assert loaded.ids == ("service", "parts", "sales") and digest == catalogue_digest(dealer.read_bytes())
+    project = tmp_path / "project"  # a .env elsewhere: its folder, as for check and serve
+    project.mkdir()
+    dealer.rename(project / "dealer.json")
+    (project / ".env").write_text("SWITCHBOARD_DESTINATIONS=dealer.json\n")
+    result = label([str(path)], "\n", env={"SWITCHBOARD_ENV_FILE": str(project / ".env")})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Catalogue: {project / 'dealer.json'} (hash {digest}, 3 entries)")
+
+
+def test_piped_answers_are_one_per_call(tmp_path: Path) -> None:
+    """Reported: label asked once more at the end of every file that had labels ("Enter to go on | u | q"), so
+    answers piped in (one per call) ran out: the last file's last call ended in Abort, unlabelled. That question
+    is for a person at a terminal only."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = calls(tmp_path / "a" / "calls.jsonl", ["service", "parts"])
+    second = calls(tmp_path / "b" / "calls.jsonl", ["sales", "parts"])
+    result = label(["--catalogue", str(dealer_catalogue(tmp_path)), str(first), str(second)], "\nsales\n\n\n")
+    assert result.exit_code == 0, result.output
+    assert "end of " not in result.stdout and "stopped" not in result.stdout
+    assert [r["expected"] for r in rows(first)] == ["service", "sales"]
+    assert [r["expected"] for r in rows(second)] == ["sales", "parts"]
+    assert "labelled 4, skipped 0, left 0" in result.stdout
+
+    again = calls(tmp_path / "again.jsonl", ["service"])
+    ask, _, prompts = scripted(["parts"])
+    assert label_file(again, VALID, ask, lambda _: None, ask_at_end=False)["labelled"] == 1
+    assert len(prompts) == 1  # no question at the end
 # --- ids in any case, the nearest for a typo -------------------------------------------------------------------------
 
 def test_ids_in_any_case_and_the_nearest_suggested(tmp_path: Path) -> None:
     path = calls(tmp_path / "calls.jsonl", ["sales", "sales"])
-    ask, shown, prompts = scripted(["Service", "servce", "PARTS", ""])
+    ask, shown, prompts = scripted(["Service", "servce", "PRTS", "PARTS", ""])
     counts = label_file(path, VALID, ask, shown.append, catalogue_name="dealer.json")
     assert counts == {"labelled": 2, "skipped": 0, "remaining": 0}
     assert [r["expected"] for r in rows(path)] == ["service", "parts"]
-    assert any("'servce' is not an id in dealer.json; did you mean 'service'?" in s for s in shown), shown
-    assert len(prompts) == 4 and prompts[-1].startswith("end of ")  # asked again after the typo
+    # app.errors.did_you_mean's words, as for settings and catalogue fields; any case, as ids are typed
+    assert any(s.startswith("'servce' is not an id in dealer.json (did you mean 'service'?). Ids: ") for s in shown)
+    assert any(s.startswith("'PRTS' is not an id in dealer.json (did you mean 'parts'?). Ids: ") for s in shown)
+    assert len(prompts) == 5 and prompts[-1].startswith("end of ")  # asked again after each typo
 
 
 # --- tags --------------------------------------------------------------------------------------------------------
@@ -173,7 +224,7 @@ def test_undo_keeps_calls_recorded_meanwhile(tmp_path: Path) -> None:
 def test_undo_through_the_cli_and_the_keys_shown(tmp_path: Path) -> None:
     path = calls(tmp_path / "calls.jsonl", ["service", "sales"])
     result = label(["--catalogue", str(dealer_catalogue(tmp_path)), "--prompt", str(ROOT / "prompts/route.md"),
-                    str(path)], "Parts #brakes\nu\n\n\n\n")  # --prompt: the same flags as every command
+                    str(path)], "Parts #brakes\nu\n\n\n")  # --prompt: the same flags as every command
     assert result.exit_code == 0, result.output
     assert KEYS in result.stdout and "undone: c0" in result.stdout
     assert [(r["expected"], r["tags"]) for r in rows(path)] == [("service", []), ("sales", [])]

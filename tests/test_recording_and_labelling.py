@@ -242,8 +242,8 @@ def test_label_several_files(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, second = dataset(tmp_path / "a", 3), dataset(tmp_path / "b", 3)
-    # per file: two calls, then Enter at its end
-    result = CliRunner().invoke(cli, ["label", str(first), str(second)], input="\n\n\n" * 2,
+    # per file: two calls (piped answers: no question at the end of a file)
+    result = CliRunner().invoke(cli, ["label", str(first), str(second)], input="\n\n" * 2,
                                 env={"SWITCHBOARD_DESTINATIONS": str(ROOT / "destinations.json")})
     assert result.exit_code == 0, result.output
     assert labels(first) == ["billing", "sales", "billing"] and labels(second) == ["billing", "sales", "billing"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -39,26 +40,25 @@ def label(files: tuple[Path, ...], low_score: float, catalogue: Path | None, pro
     """
     from app.catalogue.destinations import NONE
     from app.dataset.labelling import KEYS, label_file
-    from app.loading import catalogue_digest, load_catalogue
+    from app.loading import load_catalogue_hashed
 
     # label reads no prompt; --prompt is taken (and checked like every setting) so that the same flags work on
     # every command
     settings = settings_from(destinations=catalogue, prompt=prompt)
     path = settings.destinations
-    loaded = load_catalogue(path)
-    try:
-        digest = catalogue_digest(path.read_bytes())
-    except OSError:  # gone since it was loaded: the entries shown are still what labels are checked against
-        digest = "unknown"
+    loaded, digest = load_catalogue_hashed(path, settings.origin("destinations"))  # found as every command finds it
     click.echo(f"Catalogue: {path} (hash {digest}, {len(loaded.ids)} entries); labels are checked against it.")
     click.echo(KEYS)
+    # Piped answers (a script, a test) have none for "end of file: go on or undo?": only a person at a terminal
+    # is asked it
+    at_terminal = sys.stdin.isatty()
     valid = {*loaded.ids, NONE}
     totals = {"labelled": 0, "skipped": 0, "remaining": 0}
     for file in files:
         try:
             counts = label_file(file, valid, lambda prompt: click.prompt(prompt, default="", show_default=False),
                                 click.echo, lambda text: click.secho(f"Warning: {text}", fg="yellow", err=True),
-                                low_score, catalogue=loaded, catalogue_name=str(path))
+                                low_score, catalogue=loaded, catalogue_name=str(path), ask_at_end=at_terminal)
         except (KeyboardInterrupt, click.Abort, EOFError):
             click.echo("\nstopped; every label given so far is saved")
             return

@@ -17,7 +17,6 @@ unknown one gets the nearest id suggested, and the question again), `#words` add
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import os
 import tempfile
@@ -33,7 +32,7 @@ from app import files
 from app.catalogue.destinations import HANDOFF, TRANSFER, Catalogue
 from app.catalogue.hours import read_moment
 from app.dataset.locking import locked
-from app.errors import UserError, first_error
+from app.errors import UserError, did_you_mean, first_error
 from app.vapi.conversation import NoConversation, extract, render
 from app.vapi.messages import DestinationRequest, PayloadError, parse_json, parse_request
 from app.vapi.transfers import unreachable
@@ -268,13 +267,6 @@ def resolve(word: str, valid: set[str]) -> str | None:
     return folded[0] if len(folded) == 1 else None
 
 
-def nearest(word: str, valid: set[str]) -> str | None:
-    """The id closest to a mistyped one (difflib), if any is close."""
-    by_folded = {v.casefold(): v for v in sorted(valid)}
-    close = difflib.get_close_matches(word.casefold(), list(by_folded), n=1, cutoff=0.6)
-    return by_folded[close[0]] if close else None
-
-
 def read_answer(answer: str) -> tuple[str, list[str]]:
     """(the word typed, or "" for Enter; the tags) from `billing #angry #repeat`. ValueError says what is wrong."""
     words = answer.split()
@@ -294,10 +286,12 @@ def read_answer(answer: str) -> tuple[str, list[str]]:
 
 def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Callable[[str], None],
                warn: Callable[[str], None] | None = None, low_score: float = LOW_SCORE,
-               catalogue: Catalogue | None = None, catalogue_name: str = "the catalogue") -> dict[str, int]:
+               catalogue: Catalogue | None = None, catalogue_name: str = "the catalogue",
+               ask_at_end: bool = True) -> dict[str, int]:
     """Go through unlabelled rows, likely mistakes first (likely_mistakes_first); returns counts of labelled,
     skipped and remaining rows (and `quit` when the labeller quit at the end). What may be typed: KEYS; once every
-    row was offered, and if any was labelled, the labeller is asked once more (END_PROMPT), to undo the last one."""
+    row was offered, and if any was labelled, the labeller is asked once more (END_PROMPT), to undo the last one,
+    when `ask_at_end` (a person at a terminal: piped answers have no answer for it)."""
     warn = warn or show
     with locked(path):
         rows = _rows(path, warn)
@@ -325,7 +319,7 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
 
     while True:
         if i == len(todo):  # the last label may be the one to undo: asked once more before the next file
-            if not done:
+            if not done or not ask_at_end:
                 break
             word = ask(END_PROMPT.format(path=path)).strip().lower()
             if word == "u":
@@ -381,11 +375,11 @@ def label_file(path: Path, valid: set[str], ask: Callable[[str], str], show: Cal
 
 
 def _not_an_id(word: str, typed: bool, valid: set[str], catalogue_name: str) -> str:
-    guess = nearest(word, valid)
+    # ids are lower case (the catalogue's ID_PATTERN) and typed in any case: compared folded
+    hint = did_you_mean(word.casefold(), sorted(valid))
     if not typed:  # Enter on what was answered: the recording names an id this catalogue lacks
-        why = f"'{word}' (what was answered) is not an id in {catalogue_name}: recorded with another catalogue? " \
-              "pass --catalogue FILE, or type an id"
+        why = f"'{word}' (what was answered) is not an id in {catalogue_name}{hint}: recorded with another " \
+              "catalogue? pass --catalogue FILE, or type an id"
     else:
-        why = f"'{word}' is not an id in {catalogue_name}"
-    hint = f"; did you mean '{guess}'?" if guess else ""
-    return f"{why}{hint} Ids: {', '.join(sorted(valid))}"
+        why = f"'{word}' is not an id in {catalogue_name}{hint}"
+    return f"{why}. Ids: {', '.join(sorted(valid))}"
