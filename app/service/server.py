@@ -163,6 +163,8 @@ def hand_to_workers(settings: Settings) -> None:
     """What the worker processes must read as this process did: the catalogue and prompt files (perhaps from
     --catalogue and --prompt), as absolute paths, and that the settings were checked and warned about here."""
     for name, variable in FILE_SETTINGS.items():
+        if name == "prompt" and settings.prompt_is_default():
+            continue  # unset, as here: each worker falls back (or not) at each load, as this process does
         # absolute(), not resolve(): a catalogue mounted through a symlink (a Kubernetes ConfigMap swaps its
         # target) must be read through the link on reload, not pinned to the target it had at start.
         os.environ[variable] = str(Path(getattr(settings, name)).absolute())
