@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,15 @@ def test_every_list_of_outcomes_in_the_docs_is_complete():
     assert lists >= 1
 
 
+def test_the_docs_say_reload_failures_are_counted_by_each_worker():
+    """Reported: switchboard_reload_failures_total reads 2.0 after one bad SIGHUP with --workers 2 (each worker
+    counts its own, as test_sighup_reloads_every_worker_in_place sees), and the docs did not say how it counts:
+    an alert written for one would be wrong by a factor of N."""
+    text = " ".join((ROOT / "docs/operations.md").read_text().split())
+    said = text[text.index("`switchboard_reload_failures_total` ("):][:600]
+    assert "counted by each worker" in said and "with `--workers N` one bad `SIGHUP` adds N" in said
+
+
 def test_a_worker_still_starting_gets_the_sighup_once_it_serves(monkeypatch):
     """Before a worker serves, its SIGHUP handler is not installed and the signal would end it: the supervisor
     holds the signal for it, and a worker that was replaced meanwhile reads the files afresh."""
@@ -220,7 +230,7 @@ def test_a_worker_still_starting_gets_the_sighup_once_it_serves(monkeypatch):
     monkeypatch.setattr(workers.os, "kill", lambda pid, sig: sent.append((pid, sig)))
     supervisor = workers.Supervisor.__new__(workers.Supervisor)  # without __init__: it takes this process's signals
     serving, starting = Worker(101, True), Worker(102, False)
-    supervisor.processes = [serving, starting]
+    supervisor.processes, supervisor.should_exit = [serving, starting], threading.Event()
     supervisor.handle_hup()
     assert sent == [(101, signal.SIGHUP)] and supervisor.hup_pending == {102}
     supervisor.forward_hup()
@@ -234,6 +244,36 @@ def test_a_worker_still_starting_gets_the_sighup_once_it_serves(monkeypatch):
     supervisor.processes = [serving, Worker(103, True)]  # 102 died before it was ready: 103 reads the files anew
     supervisor.forward_hup()
     assert supervisor.hup_pending == set() and (103, signal.SIGHUP) not in sent
+
+
+def test_a_stopping_supervisor_passes_no_sighup_on(monkeypatch):
+    """Reported: after Ctrl-C or SIGTERM the supervisor still passed SIGHUP on to its workers, which were stopping
+    (a SIGHUP once a worker's event loop has closed ends it). Stopping wins, also when both signals come together
+    and the kernel hands over SIGHUP (the lower number) first."""
+    from app.service import supervisor as workers
+
+    class Worker:
+        pid = 101
+
+        def is_ready(self, timeout: float) -> bool:
+            return True
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(workers.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    supervisor = workers.Supervisor.__new__(workers.Supervisor)  # without __init__: it takes this process's signals
+    supervisor.processes, supervisor.hup_pending = [Worker()], set()
+    supervisor.should_exit = threading.Event()
+    supervisor.signal_queue = [signal.SIGHUP, signal.SIGINT]  # as a Ctrl-C and a SIGHUP that came together queue
+    supervisor.handle_signals()
+    assert supervisor.should_exit.is_set() and sent == [] and supervisor.signal_queue == []
+    supervisor.handle_hup()  # one that comes later, while the workers stop
+    supervisor.hup_pending = {101}  # one owed from before
+    supervisor.forward_hup()
+    assert sent == []
+    supervisor.should_exit.clear()
+    supervisor.signal_queue = [signal.SIGHUP]  # while serving, it is passed on as before
+    supervisor.handle_signals()
+    assert sent == [(101, signal.SIGHUP)]
 
 
 # --- serve, as a process ---------------------------------------------------------------------------------------
@@ -373,3 +413,26 @@ def test_a_sighup_while_serve_starts_is_one_reload_once_it_serves(tmp_path, fake
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_killed_worker_leaves_no_catalogue_in_the_metrics(tmp_path, catalogue_path, prompt_path):
+    """Reported: after a worker was killed (kill -9) and the catalogue reloaded, /metrics showed two
+    switchboard_catalogue_info hashes: a worker that dies without closing never removed its gauges from the
+    shared metrics folder. The supervisor does it for the workers it finds dead."""
+    log = tmp_path / "log"
+    env = {"SWITCHBOARD_ROUTER": "offline", "SWITCHBOARD_DESTINATIONS": str(catalogue_path),
+           "SWITCHBOARD_PROMPT": str(prompt_path), "SWITCHBOARD_RELOAD_INTERVAL": "0"}
+    service = ServiceProcess(env, log, workers=2)
+    try:
+        first = wait_for(log, "started", 2)
+        os.kill(first[0]["pid"], signal.SIGKILL)
+        replacement = wait_for(log, "started", 3)[-1]  # the supervisor starts another
+        assert replacement["pid"] not in {line["pid"] for line in first}
+        without_outages(catalogue_path)
+        new_hash = catalogue_digest(catalogue_path.read_bytes())
+        service.hup()
+        assert {line["pid"] for line in wait_for(log, "reloaded", 2)} == {first[1]["pid"], replacement["pid"]}
+        page = httpx2.get(service.url + "/metrics").text
+        assert metric(page, "switchboard_catalogue_info") == {f'{{hash="{new_hash}"}}': 1.0}
+    finally:
+        service.stop()

@@ -21,7 +21,7 @@ from app.logs import LOGGER, event
 from app.routers.registry import spec_for
 from app.service.outcomes import Outcomes, stop
 from app.service.reload import Reloads
-from app.service.server import held_hangup
+from app.service.server import held_hangup, ignore_hangups
 from app.service.state import State
 from app.settings import Settings
 from app.store import open_store
@@ -72,6 +72,9 @@ class Lifespan:
         try:
             yield
         finally:
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)  # puts back the default: ...
+            ignore_hangups()  # ... which would end this process mid-shutdown: stopping, there is nothing to reload
             if watching is not None:
                 watching.cancel()
             if reloads.task is not None:

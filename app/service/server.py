@@ -58,6 +58,13 @@ def hold_hangups() -> None:
         signal.signal(signal.SIGHUP, lambda signum, frame: _HELD_HANGUPS.append(signum))
 
 
+def ignore_hangups() -> None:
+    """Serving is over (or stopping): a SIGHUP has nothing left to reload, and once the event loop has closed (or
+    at the interpreter's exit) the signal's default is back, which would end the process mid-shutdown."""
+    with contextlib.suppress(ValueError, AttributeError):  # not the main thread; no SIGHUP (Windows)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def held_hangup() -> bool:
     """Whether a SIGHUP came while it was held (and forget it: it asks for one reload)."""
     came = bool(_HELD_HANGUPS)
@@ -198,4 +205,5 @@ def run(settings: Settings, workers: int, options: dict[str, Any], announce: Cal
     except KeyboardInterrupt:
         return True
     finally:
+        ignore_hangups()
         sock.close()
