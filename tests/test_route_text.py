@@ -16,6 +16,7 @@ from app.cli import cli
 from app.cli.route import text_request, text_turn
 from tests import vapi_sdk
 from tests.conftest import ROOT, assert_valid_answer
+from tests.vapi_payloads import transfer_request
 
 BILLING_NUMBER = "+14155550142"
 TUESDAY_11 = "2026-12-01T11:00"  # billing is open (America/Los_Angeles)
@@ -147,22 +148,28 @@ def test_routes_decision_line_has_serves_fields(tmp_path: Path) -> None:
 
     from tests.service_process import ServiceProcess
 
+    # and a request with no caller words (outcome no_conversation): route's line lacked serve's catalogue_hash
+    silent = tmp_path / "silent.json"
+    silent.write_text(json.dumps(transfer_request([("bot", "Brightline, how can I help?")])))
+    bodies = [ROOT / "examples/transfer-request.json", silent]
     service = ServiceProcess({**ENV, "SWITCHBOARD_ROUTER": "offline"}, tmp_path / "serve.log")
     try:
-        body = (ROOT / "examples/transfer-request.json").read_bytes()
-        reply = httpx2.post(service.url + "/webhook", content=body, headers={"content-type": "application/json"},
-                            timeout=10)
-        assert reply.status_code == 200
+        for body in bodies:
+            reply = httpx2.post(service.url + "/webhook", content=body.read_bytes(),
+                                headers={"content-type": "application/json"}, timeout=10)
+            assert reply.status_code == 200
     finally:
         service.stop()
     served = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
               if line.startswith("{") and '"event": "decision"' in line]
-    assert len(served) == 1, (tmp_path / "serve.log").read_text()[-2000:]
-    line = decision_line(run([str(ROOT / "examples/transfer-request.json")]))
-    assert set(line) == set(served[0])
-    for same in ("chosen", "answered", "prompt_hash", "catalogue_hash", "call_id", "router"):
-        if same in served[0]:
-            assert line[same] == served[0][same], same
+    assert len(served) == 2, (tmp_path / "serve.log").read_text()[-2000:]
+    assert [s["outcome"] for s in served] == ["routed", "no_conversation"]
+    for body, serves in zip(bodies, served, strict=True):
+        line = decision_line(run([str(body)]))
+        assert set(line) == set(serves), body.name
+        for same in ("outcome", "chosen", "answered", "prompt_hash", "catalogue_hash", "call_id", "router"):
+            if same in serves:
+                assert line[same] == serves[same], (body.name, same)
 
 
 def test_route_honours_the_log_format() -> None:

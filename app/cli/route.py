@@ -189,7 +189,7 @@ async def _route_one(settings: Settings, logger: logging.Logger, body: bytes | N
     from app.engine import Clients, build_engine
     from app.loading import load_routing
     from app.logs import event, request_id
-    from app.service.webhook import decision_fields
+    from app.service.webhook import decision_fields, no_conversation_fields
     from app.vapi.conversation import NoConversation
     from app.vapi.messages import DESTINATION_REQUESTS, parse_json, parse_request
 
@@ -219,7 +219,7 @@ async def _route_one(settings: Settings, logger: logging.Logger, body: bytes | N
             try:
                 query = engine.query(request)
             except NoConversation as exc:
-                event(logger, "decision", type=request.type, outcome="no_conversation", call_id=request.call_id)
+                event(logger, "decision", **no_conversation_fields(request, engine))  # serve's line, as below
                 return {"error": str(exc)}, [f"No conversation to decide on: {exc}."]
             decision = await engine.decider.decide(query, started)
         finally:

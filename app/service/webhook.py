@@ -95,8 +95,7 @@ class Webhook:
         try:
             query = engine.query(destination_request)
         except NoConversation as exc:
-            event(self.logger, "decision", type=kind, outcome=NO_CONVERSATION, call_id=destination_request.call_id,
-                  catalogue_hash=engine.routing.catalogue_hash)
+            event(self.logger, "decision", **no_conversation_fields(destination_request, engine))
             self.metrics.no_conversation(HANDOFF if destination_request.is_handoff else TRANSFER)
             return self.reply(kind, 200, {"error": str(exc)})
         decision = await engine.decider.decide(query, started)
@@ -168,6 +167,12 @@ def check_content_type(request: Request) -> None:
     base = ctype.split(";")[0].strip().lower()
     if base not in JSON_TYPES and not base.endswith("+json"):
         raise PayloadError(f"Content-Type {base[:60]!r} is not JSON; send application/json.", 415)
+
+
+def no_conversation_fields(request: DestinationRequest, engine: Engine) -> dict[str, Any]:
+    """The decision line of a request with no caller words to decide on (serve's, and `switchboard route`'s)."""
+    return {"type": request.type, "outcome": NO_CONVERSATION, "call_id": request.call_id,
+            "catalogue_hash": engine.routing.catalogue_hash}
 
 
 def decision_fields(decision: Decision, request: DestinationRequest, engine: Engine) -> dict[str, Any]:
