@@ -197,7 +197,7 @@ def run(settings: Settings, workers: int, options: dict[str, Any], announce: Cal
     announce(listening_line(settings.host, settings.port, workers))
     try:
         if workers > 1:
-            Supervisor(config, sockets=[sock]).run()
+            Supervisor(config, [sock], os.environ.get(METRICS_DIR_ENV)).run()
             return True
         server = uvicorn.Server(config)
         server.run(sockets=[sock])

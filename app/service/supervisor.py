@@ -10,8 +10,6 @@ import socket
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from app.service.server import METRICS_DIR_ENV
-
 STOPPING = frozenset({signal.SIGINT, signal.SIGTERM})  # uvicorn's supervisor stops on these
 
 
@@ -21,8 +19,9 @@ class Supervisor(Multiprocess):
     lifespan.py), instead of uvicorn's restart of every worker (which lost the worker's breaker, learned model
     traits and warm connections, and logged `started` twice, never `reloaded`)."""
 
-    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], metrics_dir: str | None) -> None:
         super().__init__(config, sockets)
+        self.metrics_dir = metrics_dir  # where the workers share their metrics (serve's PROMETHEUS_MULTIPROC_DIR)
         self.hup_pending: set[int] = set()  # workers owed a SIGHUP: not serving yet when it came
 
     def handle_signals(self) -> None:
@@ -44,7 +43,7 @@ class Supervisor(Multiprocess):
         gone = before - {p.pid for p in self.processes}
         for pid in gone:
             if pid is not None:
-                mark_dead(pid)
+                mark_dead(pid, self.metrics_dir)
         if self.hup_pending:
             self.forward_hup()
 
@@ -61,12 +60,12 @@ class Supervisor(Multiprocess):
         self.hup_pending &= {p.pid for p in self.processes}  # a replaced worker reads the files as they are now
 
 
-def mark_dead(pid: int) -> None:
+def mark_dead(pid: int, metrics_dir: str | None) -> None:
     """A worker that died without closing (kill -9, out of memory) never removed its gauges' files from the
     shared metrics folder: its catalogue hash, breaker state and store connection would be reported as a live
     worker's for ever (a second switchboard_catalogue_info hash after the next reload). Remove them for it."""
-    if not os.environ.get(METRICS_DIR_ENV):
+    if not metrics_dir:
         return
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
