@@ -35,7 +35,11 @@ def nearest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | Non
 def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     """" (did you mean 'x'?)" after a misspelt word, or "" when nothing is close: every "did you mean" the
     user sees (settings, catalogue fields and values, ids typed while labelling) is worded by this."""
-    guess = nearest(word, choices, cutoff)
+    return meant(nearest(word, choices, cutoff))
+
+
+def meant(guess: str | None) -> str:
+    """did_you_mean's words for a guess made already (nearest): " (did you mean 'x'?)", or "" for none."""
     return f" (did you mean {guess!r}?)" if guess is not None else ""
 
 

@@ -107,10 +107,10 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
     logger.log(level, name, extra={"fields": fields})
 
 
-def unknown_settings(logger: logging.Logger, names: list[str]) -> None:
+def unknown_settings(logger: logging.Logger, names: list[tuple[str, str | None]]) -> None:
     """An `unknown_setting` warning for each SWITCHBOARD_* name that is no setting (app.settings.unknown_variables:
-    a name, perhaps with its guess in parentheses): the name as `variable`, the guess as `hint`."""
-    for name in names:
-        variable, _, guess = name.partition(" ")  # a variable's name has no space
-        hint = {"hint": guess.strip().removeprefix("(").removesuffix(")")} if guess else {}
-        event(logger, "unknown_setting", logging.WARNING, variable=variable, **hint)
+    the name as written, and the setting it most likely meant or None): the name as `variable`, the guess as
+    `hint`."""
+    for name, guess in names:
+        hint = {"hint": f"did you mean {guess!r}?"} if guess else {}
+        event(logger, "unknown_setting", logging.WARNING, variable=name, **hint)

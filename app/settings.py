@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.errors import UserError, did_you_mean
+from app.errors import UserError, nearest
 
 # The decider keeps RESERVE_S of every answer's time back (for the rescue path, event-loop lag under load and the
 # response itself) and starts no retry with less than MIN_ATTEMPT_S left, so the shortest timeout that works is the
@@ -78,8 +78,7 @@ class Settings(BaseSettings):
         """These settings with another prompt file, given by a flag (eval's -p): never replaced by the packaged
         one, as with --prompt."""
         settings = self.model_copy(update={"prompt": path})
-        settings._origins = {**self._origins,
-                             "prompt": flag if path.is_absolute() else f"{flag}, taken from {Path.cwd()}"}
+        settings._origins = {**self._origins, "prompt": origin_text(flag, path)}
         settings._default_prompt = None
         return settings
 
@@ -255,7 +254,7 @@ class Settings(BaseSettings):
             else None
         given = {k: v for k, v in overrides.items() if v is not None}
         names = cls.env_names()
-        file_values = _read_env_file(use_file)
+        file_values = _by_name(_read_env_file(use_file))
         try:
             settings = cls(_env_file=use_file, **given)
         except ValidationError as exc:
@@ -287,23 +286,21 @@ class Settings(BaseSettings):
         at_default: set[str] = set()
         for field in PATH_FIELDS:
             env, written = names[field], getattr(self, field)
-            base = f"taken from {Path.cwd()}"
+            base: Path | str = Path.cwd()
             if field in given:
                 source = flags.get(field, "--" + field.replace("_", "-"))
             elif _environ(env):
                 source = f"{env} in the environment"
             elif file_values.get(env) and env_file is not None:  # empty in the file is unset, as pydantic reads it
-                source, base = f"{env} in {env_file.absolute()}", f"taken from {env_file.parent.absolute()}"
+                source, base = f"{env} in {env_file.absolute()}", env_file.parent.absolute()
             else:
                 source = f"the default of {env}"
                 at_default.add(field)
                 if env_file is not None:
-                    base = f"taken from the folder of {env_file.absolute()}"
-            if written is None or written.is_absolute():
-                origins[field] = source
-                continue
-            origins[field] = f"{source}, {base}"
-            if env_file is not None and field not in given and not _environ(env):
+                    base = f"the folder of {env_file.absolute()}"
+            origins[field] = origin_text(source, written, base)
+            if written is not None and not written.is_absolute() and env_file is not None and field not in given \
+                    and not _environ(env):
                 update[field] = env_file.parent / written
         settings = self.model_copy(update=update) if update else self
         settings._origins = origins
@@ -313,6 +310,14 @@ class Settings(BaseSettings):
     def llm_configured_text(self) -> str:
         return "OPENAI_API_KEY or OPENAI_BASE_URL is set" if self.llm_configured else \
             "neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"
+
+
+def origin_text(source: str, path: Path | None, base: Path | str | None = None) -> str:
+    """Where a path setting's value came from, in words (Settings.origin): its source (a flag, a variable, a
+    default) and, for a relative path, the folder it is taken from (the working directory unless `base`)."""
+    if path is None or path.is_absolute():
+        return source
+    return f"{source}, taken from {Path.cwd() if base is None else base}"
 
 
 def find_env_file() -> Path | None:
@@ -328,9 +333,10 @@ def find_env_file() -> Path | None:
     return ENV_FILE if ENV_FILE.is_file() else None
 
 
-def unknown_variables(env_file: Path | EllipsisType | None = ...) -> list[str]:
-    """SWITCHBOARD_* names in the environment or the .env file that are no setting, each with a guess: the CLI
-    and the service warn about them at start-up (SWITCHBOARD_TIMOUT=3 used to be silently ignored)."""
+def unknown_variables(env_file: Path | EllipsisType | None = ...) -> list[tuple[str, str | None]]:
+    """SWITCHBOARD_* names in the environment or the .env file that are no setting, each as written with the
+    setting it most likely meant (None: nothing close): the CLI and the service warn about them at start-up
+    (SWITCHBOARD_TIMOUT=3 used to be silently ignored), each in its own format."""
     use_file = find_env_file() if env_file is ... else env_file
     found = [*os.environ, *_read_env_file(use_file if use_file is not None and use_file.is_file() else None)]
     return _unknown(found, set(Settings.env_names().values()) | {ENV_FILE_VAR})
@@ -344,6 +350,12 @@ def _environ(name: str) -> str | None:
     return value if value else None
 
 
+def _by_name(values: Mapping[str, str]) -> dict[str, str]:
+    """A .env file's values by their variable's name in capitals: pydantic-settings reads a .env's names in any
+    case (switchboard_prompt=... sets the prompt), so every look-up here must too; the last line wins, as there."""
+    return {name.upper(): value for name, value in values.items()}
+
+
 def _read_env_file(path: Path | None) -> dict[str, str]:
     if path is None or not path.is_file():
         return {}
@@ -352,12 +364,12 @@ def _read_env_file(path: Path | None) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def _unknown(names: list[str], known: set[str]) -> list[str]:
+def _unknown(names: list[str], known: set[str]) -> list[tuple[str, str | None]]:
     out = []
     for name in sorted(set(names)):
         upper = name.upper()
         if upper.startswith(PREFIX) and upper not in known:
             # 0.75, not the usual 0.6: every name shares the SWITCHBOARD_ prefix, which alone makes them look close
-            out.append(name + did_you_mean(upper, sorted(known), 0.75))
+            out.append((name, nearest(upper, sorted(known), 0.75)))
     return out
 

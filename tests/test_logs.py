@@ -94,3 +94,18 @@ def test_every_line_names_its_process():
     assert data["pid"] == os.getpid() and list(data)[:4] == ["ts", "level", "event", "pid"]
     line = _Formatter("text").format(record(outcome="routed"))
     assert f" [{os.getpid()}] decision outcome=routed" in line
+
+
+def test_an_unknown_setting_event_keeps_a_name_with_a_space_whole(monkeypatch, log_records):
+    """The event was built by re-parsing the CLI's "NAME (did you mean 'X'?)" text at its first space, and an
+    environment variable's name may hold one: `SWITCHBOARD_TIMOUT X` logged variable=SWITCHBOARD_TIMOUT and a
+    hint starting "X (did you mean". Settings now give (name, guess) pairs; each says them in its own format."""
+    from app import logs
+    from app.settings import unknown_variables
+
+    monkeypatch.setenv("SWITCHBOARD_TIMOUT X", "3")
+    monkeypatch.setenv("SWITCHBOARD_NOTHING_LIKE_IT", "1")
+    logs.unknown_settings(logging.getLogger(logs.LOGGER), unknown_variables(None))
+    said = {r.fields["variable"]: r.fields.get("hint") for r in log_records  # type: ignore[attr-defined]
+            if r.getMessage() == "unknown_setting"}
+    assert said == {"SWITCHBOARD_TIMOUT X": "did you mean 'SWITCHBOARD_TIMEOUT'?", "SWITCHBOARD_NOTHING_LIKE_IT": None}

@@ -63,11 +63,13 @@ def test_check_in_a_folder_without_prompts_uses_the_packaged_prompt_and_says_so(
     assert f"catalogue in force: {empty / 'destinations.json'}" in result.stdout
 
 
-@pytest.mark.parametrize("how", ["flag", "environment", "dot-env"])
+@pytest.mark.parametrize("how", ["flag", "environment", "dot-env", "dot-env in lowercase"])
 def test_a_prompt_path_someone_wrote_never_falls_back(empty, how):
     """Reported: `check --prompt promts/route.md` (a typo) exited 0 routing with the packaged prompt, and so did
     SWITCHBOARD_PROMPT=nonexistent/route.md. Only an unset prompt setting falls back; a path written in a flag,
-    the environment or a .env that names no file is an error saying where it looked."""
+    the environment or a .env that names no file is an error saying where it looked. Reported too: a .env's
+    `switchboard_prompt=promts/route.md` (pydantic-settings reads a .env's names in any case) read as unset, so
+    it fell back to the packaged prompt and said "the default of SWITCHBOARD_PROMPT"."""
     shutil.copy(ROOT / "destinations.json", empty)
     args, env = ["check"], {}
     if how == "flag":
@@ -76,9 +78,12 @@ def test_a_prompt_path_someone_wrote_never_falls_back(empty, how):
     elif how == "environment":
         env = {"SWITCHBOARD_PROMPT": "nonexistent/route.md"}
         where = f"looked for it at {empty / 'nonexistent/route.md'}: SWITCHBOARD_PROMPT in the environment"
-    else:
+    elif how == "dot-env":
         (empty / ".env").write_text("SWITCHBOARD_PROMPT=prompts/route.md\n")  # the default's path, but written
         where = f"looked for it at {empty / 'prompts/route.md'}: SWITCHBOARD_PROMPT in {empty / '.env'}"
+    else:
+        (empty / ".env").write_text("switchboard_prompt=promts/route.md\n")
+        where = f"looked for it at {empty / 'promts/route.md'}: SWITCHBOARD_PROMPT in {empty / '.env'}"
     result = run(args, env=env)
     assert result.exit_code == 2, result.output
     assert "file not found" in result.stderr and where in result.stderr, result.stderr

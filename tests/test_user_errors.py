@@ -163,3 +163,21 @@ def test_a_bad_value_from_a_flag_names_the_flag(monkeypatch):
     monkeypatch.delenv("SWITCHBOARD_PORT")
     result = CliRunner().invoke(cli, ["serve", "--port", "70000"], env=ENV)  # refused before binding anything
     assert result.exit_code == 2 and "--port 70000:" in result.stderr and "SWITCHBOARD_PORT" not in result.stderr
+
+
+def test_a_dot_env_name_in_any_case_is_read_and_named_as_set(tmp_path, monkeypatch):
+    """pydantic-settings reads a .env's names in any case; the settings' own look-ups in the file did not: a
+    .env's `switchboard_destinations=nothere.json` was said to be "the default of SWITCHBOARD_DESTINATIONS", and
+    `switchboard_timeout=0.01` was refused as SWITCHBOARD_TIMEOUT=None (the value it had, unseen)."""
+    from app.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("switchboard_destinations=nothere.json\n")
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 2
+    assert f"(looked for it at {tmp_path / 'nothere.json'}: SWITCHBOARD_DESTINATIONS in {tmp_path / '.env'}, " \
+           f"taken from {tmp_path})" in result.stderr, result.stderr
+    (tmp_path / ".env").write_text("Switchboard_Timeout=0.01\n")
+    result = CliRunner().invoke(cli, ["check"], env=ENV)
+    assert result.exit_code == 2 and "SWITCHBOARD_TIMEOUT='0.01': Input should be greater than" in result.stderr, \
+        result.stderr

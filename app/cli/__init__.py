@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from app import __version__
-from app.errors import UserError
+from app.errors import UserError, meant
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -122,8 +122,9 @@ def warn_unknown_settings() -> None:
     """A `Warning:` line for each SWITCHBOARD_* name that is no setting, with a guess."""
     from app.settings import unknown_variables
 
-    for name in unknown_variables():
-        click.secho(f"Warning: {name} is not a Switchboard setting; it is ignored", fg="yellow", err=True)
+    for name, guess in unknown_variables():
+        click.secho(f"Warning: {name}{meant(guess)} is not a Switchboard setting; it is ignored", fg="yellow",
+                    err=True)
 
 
 def main() -> None:
