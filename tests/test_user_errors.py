@@ -181,3 +181,15 @@ def test_a_dot_env_name_in_any_case_is_read_and_named_as_set(tmp_path, monkeypat
     result = CliRunner().invoke(cli, ["check"], env=ENV)
     assert result.exit_code == 2 and "SWITCHBOARD_TIMEOUT='0.01': Input should be greater than" in result.stderr, \
         result.stderr
+
+
+def test_where_a_path_came_from_is_worded_in_one_place():
+    """"X, taken from FOLDER" was written four times in app/settings.py (eval's -p had its own copy): one
+    origin_text says it for every path setting and flag."""
+    from app.settings import origin_text
+
+    found = [(str(path.relative_to(ROOT)), text) for path, tree in modules() for text in code_strings(tree)
+             if text.rstrip().endswith("taken from")]
+    assert found == [("app/settings.py", ", taken from ")], found
+    assert origin_text("-p", Path("p.md")) == f"-p, taken from {Path.cwd()}"
+    assert origin_text("-p", Path("/p.md")) == "-p"
