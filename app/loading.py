@@ -42,6 +42,7 @@ class Routing:
     digest: str = ""  # of the files' bytes: a reload that finds the same files has nothing to compile
     catalogue_hash: str = ""  # of the catalogue file's bytes, short: names the catalogue in force (logs, /healthz)
     prompt_origin: str = ""  # where the prompt file read (prompt.path) came from, in words (check says it)
+    prompt_packaged: bool = False  # the packaged prompt, the prompt setting's file being absent (/healthz says)
 
 
 def _read(path: Path, setting: str, missing: str, error: type[Exception]) -> bytes:
@@ -82,12 +83,15 @@ def _read_catalogue(path: Path, origin: str | None = None) -> bytes:
                  CatalogueError)
 
 
-def _read_prompt(path: Path, origin: str | None = None) -> bytes:
+def _read_prompt(path: Path, origin: str | None = None, in_force: bool = False) -> bytes:
+    """`in_force`: the operator's file is the prompt in force (a reload), so a missing one is not replaced."""
     came = f" (looked for it at {path.absolute()}: {origin})" if origin else ""
-    # a path someone wrote never falls back (a typo must not route with another prompt): say how to get that
-    return _read(path, "SWITCHBOARD_PROMPT", "set SWITCHBOARD_PROMPT or pass --prompt FILE to name an existing "
-                 f"prompt, or unset both for the default (prompts/route.md, else the packaged one){came}",
-                 PromptError)
+    if in_force:
+        fix = "the prompt in force is kept until it is back: restore the file, or restart to use the packaged prompt"
+    else:  # a path someone wrote never falls back (a typo must not route with another prompt): say how to get that
+        fix = "set SWITCHBOARD_PROMPT or pass --prompt FILE to name an existing prompt, or unset both for the " \
+              "default (prompts/route.md, else the packaged one)"
+    return _read(path, "SWITCHBOARD_PROMPT", fix + came, PromptError)
 
 
 def load_catalogue(path: Path, origin: str | None = None) -> Catalogue:
@@ -102,25 +106,30 @@ def load_catalogue_hashed(path: Path, origin: str | None = None) -> tuple[Catalo
     return _catalogue(path, data), catalogue_digest(data)
 
 
-def prompt_in_force(settings: Settings) -> tuple[Path, str]:
-    """The prompt file to read now, and where it came from in words: the prompt setting's file; only when that
-    setting is unset (its default) and the file is not there, the packaged prompt of the same name. Decided at
-    each load, not once when settings are read, so an operator's prompts/route.md created later wins at the
-    next reload; a path someone wrote (flag, environment, .env) is never replaced: its typo is an error."""
+def prompt_in_force(settings: Settings, current: Routing | None = None) -> tuple[Path, str, bool]:
+    """The prompt file to read now, where it came from in words, and whether it is the packaged one: the prompt
+    setting's file; only when that setting is unset (its default) and the file is not there, the packaged prompt
+    of the same name. Decided at each load, not once when settings are read, so an operator's prompts/route.md
+    created later wins at the next reload; a path someone wrote (flag, environment, .env) is never replaced: its
+    typo is an error. Nor is the operator's file once in force (`current`): deleted while serving, or missing
+    for a moment while an editor saves it, the reload fails and keeps it rather than switch prompts silently."""
     path, origin = settings.prompt, settings.origin("prompt")
-    if settings.prompt_is_default() and not path.exists():
+    fallback_allowed = current is None or current.prompt_packaged
+    if settings.prompt_is_default() and fallback_allowed and not path.exists():
         packaged = defaults.prompt(path.name)
         if packaged is not None:
-            return packaged, f"the packaged {path.name}: there is no {path.absolute()}, {origin}"
-    return path, origin
+            return packaged, f"the packaged {path.name}: there is no {path.absolute()}, {origin}", True
+    return path, origin, False
 
 
 def load_routing(settings: Settings, current: Routing | None = None) -> Routing:
     """Reads and compiles (touching no event loop, so a reload runs it in a thread). Returns `current` itself
     when the files hold what it was built from: a SIGHUP with nothing changed compiles nothing."""
     catalogue_bytes = _read_catalogue(settings.destinations, settings.origin("destinations"))
-    prompt_path, prompt_origin = prompt_in_force(settings)
-    prompt_bytes = _read_prompt(prompt_path, prompt_origin)
+    prompt_path, prompt_origin, packaged = prompt_in_force(settings, current)
+    # the operator's prompts/route.md in force: if it is gone, the error says it is kept (prompt_in_force)
+    operators = current is not None and not current.prompt_packaged and settings.prompt_is_default()
+    prompt_bytes = _read_prompt(prompt_path, prompt_origin, operators)
     # the prompt's path too: the operator's file replacing the packaged one is a change, even with the same bytes
     digest = hashlib.sha256(b"%d:%b%d:%b%b" % (len(catalogue_bytes), catalogue_bytes, len(bytes(prompt_path)),
                                                bytes(prompt_path), prompt_bytes)).hexdigest()
@@ -132,7 +141,7 @@ def load_routing(settings: Settings, current: Routing | None = None) -> Routing:
                              "top-level \"fallback\" id in the catalogue")
     prompt = prompt_mod.parse(_text(prompt_path, prompt_bytes, PromptError), str(prompt_path))
     return Routing(catalogue, prompt, prompt_mod.compile_all(prompt, catalogue), digest,
-                   catalogue_digest(catalogue_bytes), prompt_origin)
+                   catalogue_digest(catalogue_bytes), prompt_origin, packaged)
 
 
 def catalogue_digest(data: bytes) -> str:

@@ -106,7 +106,8 @@ def test_the_health_page_quotes_no_file_and_no_server_path_after_a_failed_reload
     first = service.client.get("/healthz").json()
     assert first["catalogue"]["file"] == "destinations.json" and first["prompt"]["file"] == "route.md"
     assert set(first["catalogue"]) == {"file", "hash", "loaded"}  # one shape for both files
-    assert set(first["prompt"]) == {"name", "file", "hash", "loaded"} and first["prompt"]["name"] == "route"
+    assert set(first["prompt"]) == {"name", "file", "hash", "packaged", "loaded"} and first["prompt"]["name"] == "route"
+    assert first["prompt"]["packaged"] is False  # a prompt file named in the settings: the operator's own
     started = next(r for r in log_records if r.getMessage() == "started").fields  # type: ignore[attr-defined]
     assert started["catalogue_file"] == str(catalogue_path) and started["prompt_file"] == str(prompt_path)
     assert (started["catalogue_hash"], started["prompt_hash"]) == (first["catalogue"]["hash"], first["prompt"]["hash"])

@@ -24,8 +24,11 @@ from click.testing import CliRunner
 from dotenv import dotenv_values
 
 from app.cli import cli
-from tests.conftest import ROOT
+from tests.conftest import ROOT, poll
 from tests.service_process import ServiceProcess, free_port
+from tests.vapi_payloads import transfer_request
+
+BILLING = transfer_request([("user", "I was charged twice on my bill")])
 
 
 def run(args: list[str], env: dict[str, str] | None = None):
@@ -92,8 +95,10 @@ def test_a_prompt_path_someone_wrote_never_falls_back(empty, how):
 
 def test_the_prompt_fallback_is_decided_at_each_load(empty):
     """Reported: the fallback was decided once, when settings were read, so an operator's prompts/route.md
-    created later was never read by a reload. load_routing decides it each time (a real serve: below)."""
+    created later was never read by a reload. load_routing decides it each time (a real serve: below); once the
+    operator's file is in force, its absence is an error, not the packaged prompt."""
     from app.loading import load_routing
+    from app.routers.prompt import PromptError
     from app.settings import Settings
 
     shutil.copy(ROOT / "destinations.json", empty)
@@ -105,10 +110,45 @@ def test_the_prompt_fallback_is_decided_at_each_load(empty):
     again = load_routing(settings, first)
     assert (again.prompt.path, again.prompt.name) == ("prompts/route.md", "mine")
     assert again.prompt_origin == f"the default of SWITCHBOARD_PROMPT, taken from {empty}"
+    assert (first.prompt_packaged, again.prompt_packaged) == (True, False)
     (empty / "prompts/route.md").write_bytes((ROOT / "prompts/route.md").read_bytes())  # the packaged bytes
     assert load_routing(settings, again).prompt.path == "prompts/route.md"  # still the operator's file
     (empty / "prompts/route.md").unlink()
-    assert load_routing(settings, again).prompt.path == str(ROOT / "prompts/route.md")  # gone: packaged again
+    with pytest.raises(PromptError, match="prompt in force is kept until it is back: restore the file, or restart"):
+        load_routing(settings, again)  # the operator's file was in force: not silently the packaged one
+    assert load_routing(settings).prompt_packaged  # a first load (a restart) falls back, as at the start
+
+
+def test_the_operators_prompt_deleted_while_serving_is_kept_and_healthz_says_which(empty, log_records):
+    """Reported: /healthz could not tell the packaged prompt from the operator's, and deleting prompts/route.md
+    while serving (or an editor's save that removes it for a moment, seen by the file poll) switched silently to
+    the packaged prompt at the next reload. Now the reload fails (degraded, the operator's prompt kept) until
+    the file is back; /healthz says `packaged` (true or false), no path."""
+    from app.settings import Settings
+    from tests.conftest import Service
+
+    shutil.copy(ROOT / "destinations.json", empty)
+    service = Service(Settings.from_env(None, reload_interval=0.05, hedge_delay=0))
+    try:
+        health = lambda: service.client.get("/healthz").json()  # noqa: E731
+        first = health()
+        assert (first["prompt"]["name"], first["prompt"]["packaged"], first["status"]) == ("route", True, "ok")
+        assert str(ROOT) not in json.dumps(first)
+        mine(empty)
+        poll(lambda: health()["prompt"]["name"] == "mine", "the operator's prompt in force")
+        assert health()["prompt"]["packaged"] is False and health()["status"] == "ok"
+        (empty / "prompts/route.md").unlink()
+        degraded = poll(lambda: (h := health())["status"] == "degraded" and h, "a failed reload")
+        assert degraded["reload_failed"]["what"] == "prompt" and degraded["reload_failed"]["file"] == "route.md"
+        assert (degraded["prompt"]["name"], degraded["prompt"]["packaged"]) == ("mine", False)  # kept
+        failed = [r.fields for r in log_records if r.getMessage() == "reload_failed"]  # type: ignore[attr-defined]
+        assert "the prompt in force is kept until it is back" in failed[0]["error"], failed
+        assert service.post(BILLING).status_code == 200
+        mine(empty)  # back (the end of an editor's save): in force again, no longer degraded
+        back = poll(lambda: (h := health())["status"] == "ok" and h, "the file back")
+        assert (back["prompt"]["name"], back["prompt"]["packaged"]) == ("mine", False)
+    finally:
+        service.close()
 
 
 def mine(folder: Path) -> Path:

@@ -7,9 +7,9 @@ late, the breaker opened and every call got the fallback. So the hours are compu
 changes. The decision store's state (kind, connected, rows waiting) is read at the same pace. /healthz needs no
 credentials: load balancers and orchestrators call it.
 
-It names the catalogue and the prompt in force (file name, hash, when they were loaded), and says "degraded"
-(still 200: the old files answer) while the last reload failed, naming the file that failed; the error itself,
-which quotes the file, is only on the reload_failed log line.
+It names the catalogue and the prompt in force (file name, hash, when they were loaded; whether the prompt is
+the packaged one), and says "degraded" (still 200: the old files answer) while the last reload failed, naming
+the file that failed; the error itself, which quotes the file, is only on the reload_failed log line.
 """
 
 from __future__ import annotations
@@ -78,12 +78,13 @@ class HealthPage:
 
 def files_in_force(engine: Engine, loaded_at: str | None) -> dict[str, dict[str, Any]]:
     """The catalogue and the prompt in force, in one shape: each file by its name alone (no server path: /healthz
-    needs no credentials), its hash (as every decision line names it) and when it was read (both at once)."""
+    needs no credentials), its hash (as every decision line names it) and when it was read (both at once); and
+    whether the prompt is the packaged one (no prompts/route.md of the operator's) or the operator's file."""
     prompt = engine.routing.prompt
     return {"catalogue": {"file": Path(engine.settings.destinations).name, "hash": engine.routing.catalogue_hash,
                           "loaded": loaded_at},
             "prompt": {"name": prompt.name, "file": Path(prompt.path).name, "hash": prompt.hash,
-                       "loaded": loaded_at}}
+                       "packaged": engine.routing.prompt_packaged, "loaded": loaded_at}}
 
 
 class Healthz:
