@@ -34,15 +34,26 @@ def serve(host: str | None, port: int | None, workers: int, catalogue: Path | No
       curl -s localhost:8000/healthz                      # from a second terminal
       kill -HUP <pid>                                     # reload the catalogue and prompt now
     """
-    from app.service import server
+    from app.service import hangups
 
-    server.hold_hangups()  # first: until the service can reload, a SIGHUP would end it
+    hangups.hold_hangups()  # first: until the service can reload, a SIGHUP would end it
+    hangups.hold_stops()  # and a SIGTERM would end it before the finally below removes what it made
+    with hangups.ended_by_held_stop():
+        started = _serve(host, port, workers, catalogue, prompt)
+    if not started:
+        sys.exit(3)  # as uvicorn.run does when the app fails at start-up (its log line says why)
+
+
+def _serve(host: str | None, port: int | None, workers: int, catalogue: Path | None, prompt: Path | None) -> bool:
     from app import logs
     from app.errors import UserError
+    from app.service import hangups, server
     from app.settings import unknown_variables
 
-    metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
-    try:  # from here on, a failed start must not leave the folder serve made behind
+    metrics_dir, made = None, False
+    try:  # from here on, a failed or stopped start must not leave the folder serve made behind
+        with hangups.stops_deferred():  # a stop between making the folder and noting it here: raised after
+            metrics_dir, made = server.prepare_metrics_dir(workers)  # before prometheus-client is first imported
         from app.service.app import create_app
 
         try:
@@ -61,8 +72,7 @@ def serve(host: str | None, port: int | None, workers: int, catalogue: Path | No
                        allowed=options["limit_concurrency"], open_file_limit=fd_limit,
                        hint="raise the open-file limit (ulimit -n, or LimitNOFILE= in systemd)")
         server.hand_to_workers(settings)  # the workers (new processes) read the settings from the environment
-        started = server.run(settings, workers, options, announce=click.echo)  # the address on stdout, logs on stderr
+        # the address on stdout, logs on stderr; SIGTERM and SIGINT are given back to uvicorn's handlers in there
+        return server.run(settings, workers, options, announce=click.echo)
     finally:
         server.cleanup_metrics_dir(metrics_dir, made)
-    if not started:
-        sys.exit(3)  # as uvicorn.run does when the app fails at start-up (its log line says why)

@@ -19,9 +19,9 @@ from app.engine import Clients, Engine, build_engine, confidence_state
 from app.loading import Routing
 from app.logs import LOGGER, event
 from app.routers.registry import spec_for
+from app.service.hangups import held_hangup, ignore_hangups
 from app.service.outcomes import Outcomes, stop
 from app.service.reload import Reloads
-from app.service.server import held_hangup, ignore_hangups
 from app.service.state import State
 from app.settings import Settings
 from app.store import open_store

@@ -15,11 +15,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import UserError
+from app.service.hangups import ignore_hangups, release_stops
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -44,32 +43,6 @@ APP = "app.service.asgi:build"
 
 class ServeError(UserError):
     """The service cannot start as asked; the message says what to change."""
-
-
-_HELD_HANGUPS: list[int] = []  # SIGHUPs that came before the service could reload: see hold_hangups
-
-
-def hold_hangups() -> None:
-    """From serve's first line until the service has a SIGHUP handler of its own (the lifespan's, once it has
-    opened the store and warmed up; or the supervisor's), a SIGHUP would end `serve` (the signal's default): note
-    it instead. The lifespan reloads once ready if one came, since the files may have changed after they were
-    read; a supervisor's workers read them after it anyway."""
-    with contextlib.suppress(ValueError, AttributeError):  # not the main thread; no SIGHUP (Windows)
-        signal.signal(signal.SIGHUP, lambda signum, frame: _HELD_HANGUPS.append(signum))
-
-
-def ignore_hangups() -> None:
-    """Serving is over (or stopping): a SIGHUP has nothing left to reload, and once the event loop has closed (or
-    at the interpreter's exit) the signal's default is back, which would end the process mid-shutdown."""
-    with contextlib.suppress(ValueError, AttributeError):  # not the main thread; no SIGHUP (Windows)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-def held_hangup() -> bool:
-    """Whether a SIGHUP came while it was held (and forget it: it asks for one reload)."""
-    came = bool(_HELD_HANGUPS)
-    _HELD_HANGUPS.clear()
-    return came
 
 
 def raise_fd_limit() -> int:
@@ -195,6 +168,7 @@ def run(settings: Settings, workers: int, options: dict[str, Any], announce: Cal
     config = uvicorn.Config(APP, factory=True, host=settings.host, port=settings.port, workers=workers, **options)
     sock = config.bind_socket()
     announce(listening_line(settings.host, settings.port, workers))
+    release_stops()  # stopping is uvicorn's from here (serve held SIGTERM and SIGINT while it prepared)
     try:
         if workers > 1:
             Supervisor(config, [sock], os.environ.get(METRICS_DIR_ENV)).run()
