@@ -215,6 +215,18 @@ def test_the_docs_say_reload_failures_are_counted_by_each_worker():
     assert "counted by each worker" in said and "with `--workers N` one bad `SIGHUP` adds N" in said
 
 
+def test_what_a_reload_can_fail_on_is_what_the_docs_say():
+    """Reported: /healthz's reload_failed.what could be "settings", which the docs did not list (only catalogue
+    or prompt) and no reload can fail on: a reload does not change the settings start-up checked."""
+    from typing import get_args
+
+    from app.service.state import FailedFile
+
+    text = " ".join((ROOT / "docs/operations.md").read_text().split())
+    assert get_args(FailedFile) == ("catalogue", "prompt")
+    assert "says which file could not be used (`catalogue` or `prompt`)" in text
+
+
 def test_a_worker_still_starting_gets_the_sighup_once_it_serves(monkeypatch):
     """Before a worker serves, its SIGHUP handler is not installed and the signal would end it: the supervisor
     holds the signal for it, and a worker that was replaced meanwhile reads the files afresh."""

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from app.catalogue.destinations import CatalogueError
 from app.engine import Engine, build_engine
-from app.errors import UserError
 from app.loading import load_routing
 from app.logs import event
 from app.routers.prompt import PromptError
-from app.service.state import ReloadFailure, State, utc_now
+from app.service.state import FailedFile, ReloadFailure, State, utc_now
 from app.settings import Settings
 
 ERROR_CHARS = 1000  # of a failed reload's error, in its log line (a catalogue's errors can be many)
@@ -35,7 +34,7 @@ def stamps(settings: Settings) -> tuple[float, float]:
     return mtime(settings.destinations), mtime(settings.prompt)
 
 
-def _build(state: State) -> tuple[tuple[float, float], Engine | Exception | None]:
+def _build(state: State) -> tuple[tuple[float, float], Engine | CatalogueError | PromptError | None]:
     """The files' stamps, and a new engine built from them (None: the files are as they were; or why not).
     Runs in a worker thread, so it creates nothing tied to an event loop: no task, future, lock or event. The
     model clients and the runtime (breaker, deadlines, hedging) belong to the process and are passed in as
@@ -47,13 +46,15 @@ def _build(state: State) -> tuple[tuple[float, float], Engine | Exception | None
         if routing is current:
             return seen, None
         return seen, build_engine(state.settings, routing, state.clients, state.runtime)
-    except UserError as exc:  # CatalogueError, PromptError: the files as they are now cannot be used
+    # Only the files can fail here: the settings and router a ConfigError speaks of are the ones start-up
+    # checked, and a reload does not change them.
+    except (CatalogueError, PromptError) as exc:  # the files as they are now cannot be used
         return seen, exc
 
 
-def _swap(state: State, logger: logging.Logger, trigger: str, built: Engine | Exception | None,
+def _swap(state: State, logger: logging.Logger, trigger: str, built: Engine | CatalogueError | PromptError | None,
           seconds: float) -> bool:
-    if isinstance(built, Exception):
+    if isinstance(built, (CatalogueError, PromptError)):
         error = bounded(str(built), ERROR_CHARS)
         kept = state.engine.routing if state.engine else None
         what, name = failed_file(built, state.settings)
@@ -71,13 +72,11 @@ def _swap(state: State, logger: logging.Logger, trigger: str, built: Engine | Ex
     return True
 
 
-def failed_file(error: Exception, settings: Settings) -> tuple[str, str | None]:
+def failed_file(error: CatalogueError | PromptError, settings: Settings) -> tuple[FailedFile, str]:
     """Which file a reload could not use (catalogue or prompt) and its name, without its folders."""
     if isinstance(error, PromptError):
         return "prompt", Path(settings.prompt).name
-    if isinstance(error, CatalogueError):
-        return "catalogue", Path(settings.destinations).name
-    return "settings", None
+    return "catalogue", Path(settings.destinations).name
 
 
 def bounded(text: str, limit: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from app.engine import Clients, Engine, Runtime
 from app.service.metrics import Metrics
@@ -21,14 +21,17 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+FailedFile = Literal["catalogue", "prompt"]  # what a reload can fail on: the settings are not reloaded
+
+
 @dataclass(frozen=True)
 class ReloadFailure:
     """The last reload's failure, while it is the last word on the files (a good reload clears it). What /healthz
     shows of it: which file, not the error, which quotes the file (a SIP URI's password, say) and its full path,
     and /healthz needs no credentials; the error is on the reload_failed log line."""
 
-    what: str  # catalogue, prompt (settings: neither file, which a reload does not change)
-    file: str | None  # the file's name, without its folders
+    what: FailedFile
+    file: str  # the file's name, without its folders
     at: str  # UTC, ISO 8601
     trigger: str  # SIGHUP, file changed
 
