@@ -67,9 +67,12 @@ def test_any_user_error_is_one_line_and_exit_2(monkeypatch):
 
 
 def test_only_the_cli_exits():
+    """Library code raises a UserError for the CLI to say. The one exception is app/service/hangups.py: it turns a
+    stop signal during serve's start into SystemExit (so serve's clean-up runs) and then ends by that signal,
+    which is the process's way to stop, not an error to word."""
     found = []
     for path, tree in modules():
-        if path.is_relative_to(APP / "cli"):
+        if path.is_relative_to(APP / "cli") or path == APP / "service/hangups.py":
             continue
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and node.attr == "exit") or \
