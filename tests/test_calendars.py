@@ -267,9 +267,9 @@ def test_ids_are_read_out_as_words_in_the_error():
 
 
 @pytest.mark.parametrize(("message", "expected"), [
-    ("Closed; back {open}.", "closed_message: unknown placeholder {open} (did you mean 'opens'?); Vapi's "
+    ("Closed; back {open}.", "closed_message: unknown placeholder {open} (did you mean '{opens}'?); Vapi's "
                              "variables take two braces, like {{customer.number}}"),
-    ("Closed; back {Opens}.", "(did you mean 'opens'?)"),
+    ("Closed; back {Opens}.", "(did you mean '{opens}'?)"),
     ("Closed until {when}.", "unknown placeholder {when} (the only placeholder is {opens}); Vapi's variables take "
                              "two braces, like {{customer.number}}"),
     ("Closed; back {opens.", "'{' at character 14 is not closed"),

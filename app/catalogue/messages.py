@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.errors import did_you_mean
+from app.errors import did_you_mean, nearest
 
 PLACEHOLDER = "opens"
 MAX_LENGTH = 1000  # spoken to a caller on hold: anything longer is a mistake (a pasted document)
@@ -55,7 +55,11 @@ def parse(text: object, where: str = "closed_message") -> ClosedMessage:
             if end < 0 or "{" in name:
                 raise MessageError(f"{where}: '{{' at character {i + 1} is not closed; the placeholder is {{opens}}")
             if name != PLACEHOLDER:
-                hint = did_you_mean(name.strip().lower(), [PLACEHOLDER]) or " (the only placeholder is {opens})"
+                # Judged on the bare name (braces on both would make any {word} look close), and shown as it is
+                # written, {opens}, in did_you_mean's words.
+                bare = name.strip().lower()
+                hint = did_you_mean(f"{{{bare}}}", [f"{{{PLACEHOLDER}}}"], cutoff=0) \
+                    if nearest(bare, [PLACEHOLDER]) is not None else " (the only placeholder is {opens})"
                 raise MessageError(f"{where}: unknown placeholder {{{name}}}{hint}; Vapi's variables take two "
                                    "braces, like {{customer.number}}")
             parts.append(text[start:i])
