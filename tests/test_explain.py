@@ -128,3 +128,26 @@ def test_label_shows_time_open_entries_transfers_choice_answer_and_confidence(tm
     assert prompts == ["[Enter] accept front_desk | an id | #tag | u undo | s skip | q quit",
                        f"end of {path}: [Enter] go on | u undo the last label | q quit"]
     assert counts["labelled"] == 1 and json.loads(path.read_text())["expected"] == "front_desk"
+
+
+def test_route_explain_and_label_say_the_time_whatever_the_process_locale(tmp_path: Path, monkeypatch):
+    """Reported: `route --explain`'s "Decided as of" and label's "call at" used strftime's %a/%b, which follow the
+    process's locale ('lun. 24 nov.' under a French LC_TIME). datetime.strftime formats through time.strftime,
+    so one that answers in another language shows any use; the names now come from the hours module."""
+    import time
+
+    from app.dataset.labelling import judging_lines
+    from app.loading import load_catalogue
+
+    body = transfer_request([("user", "I was charged twice on my bill this month.")])
+    body["message"]["timestamp"] = LATE_MS
+    path = tmp_path / "late.json"
+    path.write_text(json.dumps(body))
+    row = {"id": "late", "expected": None, "payload": body}
+    catalogue = load_catalogue(ROOT / "destinations.json")
+    monkeypatch.setattr(time, "strftime", lambda *args: "lun. nov.")
+    result = run(["route", "--router", "offline", "--explain", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Decided as of Mon 24 Nov 2025 21:30 (America/Los_Angeles):" in result.stdout
+    assert judging_lines(row, catalogue)[0].startswith("call at Mon 24 Nov 2025 21:30 (America/Los_Angeles); ")
+    assert judging_lines(row, None)[0] == "call at Tue 25 Nov 2025 05:30 (UTC)"  # no catalogue: UTC

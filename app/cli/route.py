@@ -238,6 +238,7 @@ def explanation(query: Query, decision: Decision, catalogue: Catalogue) -> list[
     """The decision in words: the window of conversation the router read, the moment and what was open then,
     what was left out and why, the router's scores, and the answer."""
     from app.catalogue.destinations import NONE
+    from app.catalogue.hours import local_text
     from app.catalogue.hours import moment as default_moment
     from app.vapi.conversation import render
 
@@ -249,9 +250,7 @@ def explanation(query: Query, decision: Decision, catalogue: Catalogue) -> list[
     if conversation.hint:
         lines.append(f"  hint from the voice assistant's tool call: {conversation.hint}")
     at = query.at or default_moment(None)
-    zone = catalogue.timezone
-    local = at.astimezone(_zone(zone)) if zone else at
-    lines += ["", f"Decided as of {local.strftime('%a %d %b %Y %H:%M')} ({zone or 'UTC'}):"]
+    lines += ["", f"Decided as of {local_text(at, catalogue.timezone)}:"]
     subset = query.subset or query.allowed
     unreachable = dict(query.unreachable)
     opened: list[str] = []
@@ -291,9 +290,3 @@ def explanation(query: Query, decision: Decision, catalogue: Catalogue) -> list[
         lines.append(f"  {decision.closed} was closed then")
     lines.append(f"  answered: {decision.answered or 'nothing transferred'}")
     return lines
-
-
-def _zone(name: str) -> dt.tzinfo:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)

@@ -23,14 +23,13 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import files
 from app.catalogue.destinations import HANDOFF, TRANSFER, Catalogue
-from app.catalogue.hours import read_moment
+from app.catalogue.hours import local_text, read_moment
 from app.dataset.locking import locked
 from app.errors import UserError, did_you_mean, first_error
 from app.vapi.conversation import NoConversation, extract, render
@@ -178,8 +177,6 @@ def judging_lines(row: dict[str, Any], catalogue: Catalogue | None) -> list[str]
     request = _request(row)
     at = read_moment(request.timestamp) if request is not None else None
     if catalogue is not None and at is not None:
-        zone = catalogue.timezone
-        local = at.astimezone(ZoneInfo(zone)) if zone else at
         kind = HANDOFF if request is not None and request.is_handoff else TRANSFER
         ids = catalogue.allowed_for(*request.assistant_keys, kind=kind) if request is not None else catalogue.ids
         opened, closed = [], []
@@ -189,10 +186,10 @@ def judging_lines(row: dict[str, Any], catalogue: Catalogue | None) -> list[str]
                 opened.append(entry_id)
             else:
                 closed.append(entry_id + (f" (after hours: {entry.after_hours})" if entry.after_hours else ""))
-        lines.append(f"call at {local.strftime('%a %d %b %Y %H:%M')} ({zone or 'UTC'}); open then: "
+        lines.append(f"call at {local_text(at, catalogue.timezone)}; open then: "
                      f"{', '.join(opened) or '-'}" + (f"; closed: {', '.join(closed)}" if closed else ""))
     elif at is not None:
-        lines.append(f"call at {at.strftime('%a %d %b %Y %H:%M')} (UTC)")
+        lines.append(f"call at {local_text(at, None)}")
     else:
         lines.append("call time: not recorded")
     failed = unreachable(request, catalogue, catalogue.ids, HANDOFF if request.is_handoff else TRANSFER) \
