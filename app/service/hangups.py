@@ -73,6 +73,7 @@ def hold_stops() -> None:
     """During serve's preparation: SIGTERM and SIGINT raise (Stopped, KeyboardInterrupt) instead of ending the
     process where it stands, so `finally` clean-ups run. A signal the process was started ignoring (`nohup`, a
     background job's SIGINT) stays ignored."""
+    _stopping.clear()
     for name in STOPS:
         number = getattr(signal, name)
         with contextlib.suppress(ValueError):  # not the main thread
@@ -108,11 +109,14 @@ def stops_deferred() -> Iterator[None]:
 @contextlib.contextmanager
 def ended_by_held_stop() -> Iterator[None]:
     """Around serve's body: a SIGTERM held during its preparation, once the clean-ups have run, ends the process
-    by that signal, as it would have without the hold (a service manager reads that as a clean stop)."""
+    by that signal, as it would have without the hold (a service manager reads that as a clean stop). However
+    serve ends (an error, Ctrl-C), the stops are given back: the CLI may run in a process that goes on (tests)."""
     try:
         yield
     except Stopped as stopped:
         _end_by(stopped.signum)
+    finally:
+        release_stops()  # (already done if serve got as far as serving)
 
 
 def _end_by(signum: int) -> NoReturn:
