@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
-import json
 import logging
 import os
 import time
@@ -106,23 +104,6 @@ def decided_from(row: DecisionRow) -> Decided:
     return Decided(row.decision_id, row.call_id, row.at.timestamp(), row.answered, row.destination_keys)
 
 
-_CATALOGUE_HASHES: dict[int, tuple[Catalogue, str]] = {}
-
-
-def catalogue_hash(catalogue: Catalogue) -> str:
-    """A short hash of what the catalogue answers (ids, destinations, handoffs, after-hours chains), worked out
-    once per catalogue: which version of it a decision was made with."""
-    known = _CATALOGUE_HASHES.get(id(catalogue))
-    if known is not None and known[0] is catalogue:
-        return known[1]
-    content = [catalogue.fallback, [(e.id, e.description, e.examples, e.destination, e.handoff, e.after_hours)
-                                    for e in catalogue.entries]]
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    _CATALOGUE_HASHES.clear()  # one live catalogue at a time (two during a reload): no growth
-    _CATALOGUE_HASHES[id(catalogue)] = (catalogue, digest)
-    return digest
-
-
 @dataclass(frozen=True, slots=True)
 class DecisionKeeper:
     """Keeps one answered request as a DecisionRow. Called once, with the recorded (redacted) request or None:
@@ -152,7 +133,7 @@ class DecisionKeeper:
             decision_id=decision_id, call_id=self.call_id or f"no-call-{decision_id}", request_id=self.request_id,
             at=datetime.fromtimestamp(self.at, UTC), message_type=d.kind, chosen=d.chosen, answered=d.answered,
             destination_keys=destination_keys(target), confidence=d.score, prompt_hash=engine.routing.prompt.hash,
-            latency_ms=round(d.total_ms, 1), catalogue_hash=catalogue_hash(engine.catalogue),
+            latency_ms=round(d.total_ms, 1), catalogue_hash=engine.routing.catalogue_hash,
             request_json=request_json))
 
 
