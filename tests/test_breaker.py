@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from app.catalogue.destinations import load
 from app.decision.decider import CircuitBreaker, Decider
+from app.loading import load_catalogue as load
 from app.routers.base import Capabilities, Choice, InvalidAnswer, ModelError, Query
 from app.vapi.conversation import Conversation, Turn
 from tests.conftest import ROOT, decision_logs

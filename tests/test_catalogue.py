@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from app.catalogue.destinations import CatalogueError, load, parse
+from app.catalogue.destinations import CatalogueError, parse
+from app.loading import load_catalogue as load
 from tests.conftest import ROOT
 
 SAMPLE = json.loads((ROOT / "destinations.json").read_text())

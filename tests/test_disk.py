@@ -17,11 +17,11 @@ import httpx2
 import pytest
 from click.testing import CliRunner
 
-from app.catalogue.destinations import load
 from app.dataset.labelling import _rows
 from app.dataset.recording import Recorder
 from app.decision.decider import Decision
 from app.evaluation.run import iter_cases
+from app.loading import load_catalogue as load
 from tests.conftest import ROOT
 from tests.service_process import ServiceProcess
 from tests.vapi_payloads import transfer_request
@@ -110,7 +110,7 @@ CHILD = """
 import os, resource, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from app.catalogue.destinations import load
+from app.loading import load_catalogue as load
 from app.decision.decider import Decision
 from app.dataset.recording import Recorder
 from tests.vapi_payloads import transfer_request

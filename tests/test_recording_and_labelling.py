@@ -11,11 +11,11 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from app.catalogue.destinations import load
 from app.dataset.labelling import label_file
 from app.dataset.recording import Recorder, RecordingError
 from app.dataset.redaction import REDACTED, keep, redact_text
 from app.decision.decider import Decision
+from app.loading import load_catalogue as load
 from tests.conftest import ROOT
 from tests.vapi_payloads import transfer_request
 

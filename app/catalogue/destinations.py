@@ -7,10 +7,8 @@ alternative is a caller transferred to the wrong place, or nowhere, at run time.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -269,21 +267,6 @@ def _unknown_field(data: Any, loc: list[Any]) -> str:
     else:
         hint = did_you_mean(str(loc[-1]), known) or f" (fields: {', '.join(known)})"
     return f"{_describe(data, loc)}: unknown field{hint}"
-
-
-def load(path: Path) -> Catalogue:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogueError(f"{path}: file not found; set SWITCHBOARD_DESTINATIONS or create it "
-                             "(see README, 'The catalogue')") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogueError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CatalogueError(f"{path}: not valid JSON: {exc}") from None
-    return parse(data, str(path))
 
 
 def _spoken(entry_id: str) -> str:
