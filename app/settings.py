@@ -284,9 +284,10 @@ class Settings(BaseSettings):
         origins: dict[str, str] = {}
         update: dict[str, Path] = {}
         at_default: set[str] = set()
+        cwd = Path.cwd()
         for field in PATH_FIELDS:
             env, written = names[field], getattr(self, field)
-            base: Path | str = Path.cwd()
+            base: Path | str = cwd
             if field in given:
                 source = flags.get(field, "--" + field.replace("_", "-"))
             elif _environ(env):
@@ -299,9 +300,8 @@ class Settings(BaseSettings):
                 if env_file is not None:
                     base = f"the folder of {env_file.absolute()}"
             origins[field] = origin_text(source, written, base)
-            if written is not None and not written.is_absolute() and env_file is not None and field not in given \
-                    and not _environ(env):
-                update[field] = env_file.parent / written
+            if env_file is not None and base is not cwd and written is not None and not written.is_absolute():
+                update[field] = env_file.parent / written  # taken from the .env's folder, as its origin says
         settings = self.model_copy(update=update) if update else self
         settings._origins = origins
         settings._default_prompt = settings.prompt if "prompt" in at_default else None
