@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.errors import did_you_mean, nearest
+from app.errors import meant, nearest
 
 PLACEHOLDER = "opens"
 MAX_LENGTH = 1000  # spoken to a caller on hold: anything longer is a mistake (a pasted document)
@@ -57,9 +57,8 @@ def parse(text: object, where: str = "closed_message") -> ClosedMessage:
             if name != PLACEHOLDER:
                 # Judged on the bare name (braces on both would make any {word} look close), and shown as it is
                 # written, {opens}, in did_you_mean's words.
-                bare = name.strip().lower()
-                hint = did_you_mean(f"{{{bare}}}", [f"{{{PLACEHOLDER}}}"], cutoff=0) \
-                    if nearest(bare, [PLACEHOLDER]) is not None else " (the only placeholder is {opens})"
+                guess = nearest(name.strip().lower(), [PLACEHOLDER])
+                hint = meant(f"{{{guess}}}") if guess else " (the only placeholder is {opens})"
                 raise MessageError(f"{where}: unknown placeholder {{{name}}}{hint}; Vapi's variables take two "
                                    "braces, like {{customer.number}}")
             parts.append(text[start:i])
