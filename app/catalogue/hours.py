@@ -106,7 +106,6 @@ class Hours:
         return f"{day} at {clock}"
 
 
-
 def local_text(at: dt.datetime, timezone: str | None) -> str:
     """For the operator (`route --explain`, `label`): `at` in a calendar's time zone (UTC without one), as 'Mon 24
     Nov 2025 21:30 (America/Los_Angeles)'; names from DAY_NAMES/MONTH_NAMES, not strftime's, which follow the
@@ -114,6 +113,7 @@ def local_text(at: dt.datetime, timezone: str | None) -> str:
     local = _within(at).astimezone(ZoneInfo(timezone) if timezone else dt.UTC)
     return (f"{DAY_NAMES[local.weekday()][:3]} {local.day:02d} {MONTH_NAMES[local.month - 1][:3]} {local.year} "
             f"{local.hour:02d}:{local.minute:02d} ({timezone or 'UTC'})")
+
 
 @dataclass(frozen=True)
 class Calendar:
